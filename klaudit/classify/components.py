@@ -1,0 +1,245 @@
+"""Split a value into additive components and find the KL core of each.
+
+``loss = pg_loss + beta * masked_mean(kl, mask)`` has two components; the second, stripped of its
+positive scale (beta), its aggregation (the masked mean) and its token weights (the mask), has the
+core ``kl``.  Stop-gradients distribute over sums and scales; calls that returned the value are
+remembered (``vias``) so a term can be reported where the helper is called; option choices on the
+way are remembered (``conds``) as the variant the component belongs to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from .. import ir
+from ..ir import Choice, Cond, Const, Expr, Leaf, Op, Via
+from .roles import has_logp, name_of
+
+LOGP_LIKE = set(ir.LOGP_ROLES)
+
+
+@dataclass
+class Component:
+    sign: int
+    core: Expr  # the KL part (an estimator, possibly importance-weighted)
+    vias: Tuple[Via, ...] = ()
+    conds: Tuple[Cond, ...] = ()  # selector conditions (variants)
+    detached: bool = False
+    aggregated: bool = False
+    weights: Tuple[Expr, ...] = ()
+    names: Tuple[str, ...] = ()  # names the value carried on the way (kl_loss, per_token_kl)
+    dead: bool = False  # under an option that raises first
+
+    def full(self) -> Expr:
+        return ir.sg(self.core) if self.detached else self.core
+
+
+@dataclass
+class Other:
+    """A component that is not KL: what it is decides placement (a reward, a loss)."""
+
+    sign: int
+    value: Expr
+    kind: str  # "reward" | "loss" | "other"
+
+
+def roles_in(e: Expr) -> set:
+    out = set()
+    for n in ir.walk(e):
+        if isinstance(n, Leaf):
+            r = n.role
+            if r.startswith(ir.DIST):
+                out.add("dist:" + r[len(ir.DIST):])
+            else:
+                out.add(r)
+        elif isinstance(n, Op) and n.op == "fullkl":
+            out.add("fullkl")
+    return out
+
+
+def is_kl_core(e: Expr) -> bool:
+    r = roles_in(e)
+    if "kl" in r or "fullkl" in r:
+        return True
+    logp = r & LOGP_LIKE
+    dist = {x for x in r if x.startswith("dist:")}
+    return len(logp) >= 2 or len(dist) >= 2
+
+
+def logp_keys(e: Expr) -> frozenset:
+    """The log-prob tensors an expression reads (role and identity)."""
+    out = set()
+    for n in ir.walk(e):
+        if isinstance(n, Leaf) and (n.role in LOGP_LIKE or n.role.startswith(ir.DIST) or n.role == "kl"):
+            out.add((n.role, n.key))
+    return frozenset(out)
+
+
+def weight_sign(e: Expr) -> int:
+    """Sign of a weight factor: constants carry theirs; coefficients, masks and counts are positive."""
+    if isinstance(e, Const):
+        return -1 if e.value < 0 else 1
+    if isinstance(e, Op):
+        if e.op == "mul":
+            s = 1
+            for a in e.args:
+                s *= weight_sign(a)
+            return s
+        if e.op in ("pow",) and isinstance(e.args[1], Const):
+            return weight_sign(e.args[0]) if float(e.args[1].value) % 2 else 1
+        if e.op in ("sg", "agg", "named"):
+            return weight_sign(e.args[-1])
+    return 1
+
+
+def _is_weight(e: Expr) -> bool:
+    """A factor that only rescales per token (positive or a sign): constants, coefficients, masks,
+    token counts, opaque scalars."""
+    return not has_logp(e)
+
+
+def split(e: Expr) -> Tuple[List[Component], List[Other]]:
+    comps: List[Component] = []
+    others: List[Other] = []
+    _split(e, 1, (), (), False, False, (), (), comps, others)
+    return comps, others
+
+
+def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, depth=0) -> None:
+    if depth > 60:
+        return
+    d = depth + 1
+    if isinstance(e, Via):
+        _split(e.expr, sign, vias + (e,), conds, detached, agg, weights, names, comps, others, d)
+        return
+    if isinstance(e, ir.Dead):
+        return
+    if isinstance(e, Choice):
+        # options are resolved before splitting (see options.specialize); what is left are choices
+        # the analysis cannot decide: every branch stays possible
+        for cond, val in e.branches:
+            _split(val, sign, vias, conds, detached, agg, weights, names, comps, others, d)
+        return
+    if isinstance(e, Op):
+        op = e.op
+        if op == "named":
+            nm = str(e.args[0].value)
+            _split(e.args[1], sign, vias, conds, detached, agg, weights, names + (nm,), comps, others, d)
+            return
+        if op == "add":
+            # Arguments that are KL-shaped on their own (two log-prob roles) over the same tensors
+            # form one estimator (k3 = exp(-l) + l - 1, a straight-through b - sg(b) + sg(v)); over
+            # different tensors they are different terms (a PPO surrogate plus a KL).  Arguments
+            # reading one role each (logp, -ref) only make sense together (k1 = logp - ref).
+            groups: dict = {}
+            order = []
+            partial = []
+            consts = []
+            for a in e.args:
+                k = logp_keys(a)
+                if not k:
+                    if isinstance(a, Const):
+                        consts.append(a)
+                    _split(a, sign, vias, conds, detached, agg, weights, names, comps, others, d)
+                    continue
+                if len({r for r, _ in k}) < 2 and not any(r == "kl" for r, _ in k):
+                    partial.append(a)
+                    continue
+                if k not in groups:
+                    groups[k] = []
+                    order.append(k)
+                groups[k].append(a)
+            if partial:
+                pk = frozenset().union(*(logp_keys(a) for a in partial))
+                if len({r for r, _ in pk}) >= 2:
+                    if len(order) == 1 and not (pk - order[0]):
+                        groups[order[0]].extend(partial)
+                    else:
+                        groups[pk] = list(partial)
+                        order.append(pk)
+                else:
+                    for a in partial:
+                        _split(a, sign, vias, conds, detached, agg, weights, names, comps, others, d)
+            if len(order) == 1 and consts:
+                groups[order[0]].extend(consts)  # k3's "- 1" belongs to the estimator
+            for k in order:
+                g = groups[k]
+                if len(g) == 1:
+                    _split(g[0], sign, vias, conds, detached, agg, weights, names, comps, others, d)
+                else:
+                    _leaf(Op("add", tuple(g), e.loc), sign, vias, conds, detached, agg, weights, names, comps,
+                          others)
+            return
+        if op == "sg":
+            _split(e.args[0], sign, vias, conds, True, agg, weights, names, comps, others, d)
+            return
+        if op == "agg":
+            _split(e.args[0], sign, vias, conds, detached, True, weights, names, comps, others, d)
+            return
+        if op == "where":
+            for a in e.args:
+                _split(a, sign, vias, conds, detached, agg, weights, names, comps, others, d)
+            return
+        if op == "mul":
+            kl_factors = []
+            w = list(weights)
+            s = sign
+            for f in e.args:
+                if _is_weight(f):
+                    if weight_sign(f) < 0:
+                        s = -s
+                    w.append(f)
+                else:
+                    kl_factors.append(f)
+            if len(kl_factors) == 1:
+                _split(kl_factors[0], s, vias, conds, detached, agg, tuple(w), names, comps, others, d)
+                return
+            if not kl_factors:
+                others.append(Other(sign, e, _kind_of(e, names)))
+                return
+            core = ir.mul(*kl_factors) if len(kl_factors) > 1 else kl_factors[0]
+            _leaf(core, s, vias, conds, detached, agg, tuple(w), names, comps, others)
+            return
+        if op == "pow" and isinstance(e.args[1], Const) and e.args[1].value == -1 and _is_weight(e.args[0]):
+            others.append(Other(sign, e, "other"))
+            return
+    _leaf(e, sign, vias, conds, detached, agg, weights, names, comps, others)
+
+
+def _leaf(e, sign, vias, conds, detached, agg, weights, names, comps, others) -> None:
+    if is_kl_core(e):
+        comps.append(Component(sign, e, vias, conds, detached, agg, weights, names))
+    else:
+        others.append(Other(sign, e, _kind_of(e, names)))
+
+
+def _kind_of(e: Expr, names: Tuple[str, ...]) -> str:
+    from .. import vocabulary as vocab
+
+    for n in ir.walk(e):
+        if isinstance(n, Leaf) and n.role in ("reward", "loss"):
+            return n.role
+        if isinstance(n, Op) and n.op == "named":
+            nm = str(n.args[0].value)
+            if vocab.is_loss_name(nm):
+                return "loss"
+            if vocab.is_reward_name(nm):
+                return "reward"
+    for nm in names:
+        if vocab.is_loss_name(nm):
+            return "loss"
+        if vocab.is_reward_name(nm):
+            return "reward"
+    return "other"
+
+
+def _all_dead(e: Expr) -> bool:
+    if isinstance(e, ir.Dead):
+        return True
+    if isinstance(e, Choice):
+        return all(_all_dead(v) for _, v in e.branches)
+    return False
+
+
+def contains_dead(e: Expr) -> bool:
+    return ir.has_dead(e)

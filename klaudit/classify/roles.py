@@ -1,0 +1,174 @@
+"""Decide what each tensor is: the policy's log-prob, the reference's, the rollout-time one, a mask...
+
+Provenance first: a log-softmax of a model's logits gathered at the sampled tokens has the role of
+the model (a reference model, the policy), a value computed under ``no_grad`` or detached carries no
+gradient.  Where the IR holds only names (parameters, dict keys, attributes, values returned by
+calls the linker could not resolve), the naming conventions of ``vocabulary`` decide, with lower
+confidence.  ``concretize`` rewrites an expression so that every tensor is a ``Leaf`` with a role.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from .. import ir
+from .. import vocabulary as vocab
+from ..ir import Const, Expr, Leaf, Lit, Op, Opaque, Param, Ref
+
+INFORMATIVE_OPS = {"add", "mul", "pow", "exp", "log", "abs", "sign", "clamp", "fullkl", "max", "min"}
+
+
+def leaf_from_name(name: str, loc=None, grad: Optional[bool] = None, why: str = "name") -> Expr:
+    """The role a name implies, as a leaf (or a positive scale, or an opaque value)."""
+    r = vocab.logp_role(name)
+    if r is not None:
+        role, conf = r
+        return Leaf(role, name, grad, f"named `{name}`", conf, loc)
+    if vocab.is_mask_name(name):
+        return Leaf(ir.MASK, name, False, f"named `{name}`", "medium", loc)
+    if vocab.is_kind(name, vocab.SCALE_TOKENS):
+        return ir.Scale(name)
+    if vocab.is_kl_name(name):
+        return Leaf("kl", name, grad, f"named `{name}`", "low", loc)
+    if vocab.is_reward_name(name):
+        return Leaf("reward", name, grad, f"named `{name}`", "medium", loc)
+    if vocab.is_loss_name(name):
+        return Leaf("loss", name, grad, f"named `{name}`", "medium", loc)
+    if vocab.is_kind(name, vocab.SCALE_TOKENS):
+        return ir.Scale(name)
+    return Opaque(name, grad)
+
+
+def has_logp(e: Expr) -> bool:
+    for n in ir.walk(e):
+        if isinstance(n, Leaf) and (n.role in ir.LOGP_ROLES or n.role.startswith(ir.DIST) or n.role == "kl"):
+            return True
+        if isinstance(n, Op) and n.op == "fullkl":
+            return True
+    return False
+
+
+def _model_role(e: Expr) -> Optional[str]:
+    if isinstance(e, Ref) and e.kind == "model":
+        return e.role or vocab.model_role(e.name.split(".")[-1])
+    if isinstance(e, Param):
+        return vocab.model_role(e.name)
+    if isinstance(e, Op) and e.op == "named":
+        return vocab.model_role(str(e.args[0].value))
+    if isinstance(e, Op) and e.op in ("getattr",) and isinstance(e.args[1], Lit):
+        return vocab.model_role(str(e.args[1].value))
+    if isinstance(e, Op) and e.op == "name":
+        return vocab.model_role(str(e.args[0].value))
+    return None
+
+
+def _grad_of(e: Expr) -> Optional[bool]:
+    return False if isinstance(e, Op) and e.op == "sg" else None
+
+
+def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
+    """Replace parameters, names, unresolved calls and model forwards by role leaves."""
+    if memo is None:
+        memo = {}
+
+    def fn(x: Expr) -> Optional[Expr]:
+        if isinstance(x, Param):
+            return leaf_from_name(x.name, why="parameter")
+        if isinstance(x, Op):
+            op = x.op
+            if op == "name":
+                return leaf_from_name(str(x.args[0].value), x.loc)
+            if op == "getattr" and isinstance(x.args[1], Lit):
+                base = x.args[0]
+                if isinstance(base, ir.Struct):
+                    v = base.get(x.args[1].value)
+                    if v is not None:
+                        return v
+                return leaf_from_name(str(x.args[1].value), x.loc, _grad_of(base))
+            if op == "getitem":
+                key = x.args[1]
+                if isinstance(key, Lit) and isinstance(key.value, str):
+                    return leaf_from_name(key.value, x.loc, _grad_of(x.args[0]))
+                return x.args[0]
+            if op == "select":
+                return x
+            if op == "fn:model":
+                role = _model_role(x.args[0])
+                if role:
+                    return Leaf(f"logits:{role}", f"logits@{x.loc.line if x.loc else 0}", None,
+                                "model output", "high", x.loc)
+                return Opaque("model-output")
+            if op == "logsoftmax":
+                a = x.args[0]
+                base = a.args[0] if isinstance(a, Op) and a.op == "sg" else a
+                if isinstance(base, Leaf) and base.role.startswith("logits:"):
+                    role = base.role.split(":", 1)[1]
+                    return _wrap_like(a, Leaf(ir.DIST + role, base.key, base.grad, "log-softmax of model logits",
+                                              "high", base.loc))
+                return x
+            if op == "softmax":
+                a = x.args[0]
+                base = a.args[0] if isinstance(a, Op) and a.op == "sg" else a
+                if isinstance(base, Leaf) and base.role.startswith("logits:"):
+                    role = base.role.split(":", 1)[1]
+                    d = Leaf(ir.DIST + role, base.key, base.grad, "softmax of model logits", "high", base.loc)
+                    return Op("exp", (_wrap_like(a, d),), x.loc)
+                return x
+            if op == "gather":
+                a = x.args[0]
+                base = a.args[0] if isinstance(a, Op) and a.op == "sg" else a
+                if isinstance(base, Leaf) and base.role.startswith(ir.DIST):
+                    role = base.role[len(ir.DIST):]
+                    return _wrap_like(a, Leaf(role, base.key, base.grad, "model log-probs at sampled tokens",
+                                              "high", base.loc))
+                return a
+            if op == "log" and isinstance(x.args[0], Op) and x.args[0].op == "exp":
+                return x.args[0].args[0]
+            if op == "named":
+                name = str(x.args[0].value)
+                v = x.args[1]
+                if _informative(v):
+                    return x
+                grad = False if (isinstance(v, Op) and v.op == "sg") else None
+                return Op("named", (x.args[0], leaf_from_name(name, x.loc, grad)), x.loc)
+        if isinstance(x, ir.Call):
+            return Op(f"fn:{x.display or (x.target[0] if x.target else 'call')}", tuple(
+                a for a in x.children() if not isinstance(a, (Lit, Ref))), x.loc)
+        return None
+
+    return ir.transform(e, fn, memo)
+
+
+def _wrap_like(orig: Expr, new: Expr) -> Expr:
+    if isinstance(orig, Op) and orig.op == "sg":
+        return ir.sg(new)
+    return new
+
+
+def _informative(v: Expr) -> bool:
+    """Does a value already say what it is (role leaves or arithmetic on them)?"""
+    base = v
+    while isinstance(base, Op) and base.op in ("sg", "named", "agg"):
+        base = base.args[-1] if base.op == "named" else base.args[0]
+    if isinstance(base, Leaf):
+        return base.role != ir.TENSOR
+    if isinstance(base, (Const, ir.Scale)):
+        return True
+    if isinstance(base, ir.Choice) or isinstance(base, ir.Via):
+        return True
+    if isinstance(base, Op) and base.op in INFORMATIVE_OPS:
+        return has_logp(base) or base.op in ("add", "mul")
+    if isinstance(base, Op) and base.op == "where":
+        return True
+    return False
+
+
+def unwrap_named(e: Expr) -> Expr:
+    while isinstance(e, Op) and e.op == "named":
+        e = e.args[1]
+    return e
+
+
+def name_of(e: Expr) -> Optional[str]:
+    if isinstance(e, Op) and e.op == "named":
+        return str(e.args[0].value)
+    return None

@@ -1,0 +1,185 @@
+"""Command line: ``klaudit [check] PATH...``, ``klaudit inventory``, ``klaudit rule``.
+
+Exit codes: 0 no findings, 1 findings, 2 a file could not be analysed, a bad configuration or a
+usage error (the other files are still linted and reported).
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+from typing import List, Optional
+
+import click
+
+from . import __version__
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+COMMANDS = ("check", "inventory", "rule", "explain", "probe", "clean")
+
+
+class DefaultGroup(click.Group):
+    """``klaudit train.py`` means ``klaudit check train.py``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["check"] + list(args)
+        elif not args:
+            args = ["check", "--help"]
+        return super().parse_args(ctx, args)
+
+
+def _split_codes(values) -> List[str]:
+    out: List[str] = []
+    for v in values or ():
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def _load_config(paths, select, ignore, extend_select, preview, config_path):
+    from .config import ConfigError, load
+    from .rules import registry
+
+    try:
+        cfg = load(paths or ["."], config_path)
+    except ConfigError as e:
+        click.echo(f"klaudit: error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    if select:
+        cfg.select = _split_codes(select)
+    if extend_select:
+        cfg.extend_select += _split_codes(extend_select)
+    if ignore:
+        cfg.ignore += _split_codes(ignore)
+    if preview:
+        cfg.preview = True
+    try:
+        cfg.selected()
+    except ValueError as e:
+        click.echo(f"klaudit: error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    return cfg
+
+
+def _open_out(path: Optional[str]):
+    if path is None:
+        return sys.stdout, False
+    try:
+        return open(path, "w", encoding="utf-8"), True
+    except OSError as e:
+        click.echo(f"klaudit: error: cannot write {path}: {e.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="klaudit")
+def main() -> None:
+    """klaudit: audit the gradient of KL regularisation in RL training code.
+
+    `klaudit PATH...` is the same as `klaudit check PATH...`.  The linter reads your code and never
+    imports or runs it (only `klaudit probe` does).
+    """
+
+
+def _common(f):
+    opts = [
+        click.option("--select", multiple=True, help="Rule codes, names or prefixes to enable (comma-separated)."),
+        click.option("--extend-select", multiple=True, help="Codes to enable on top of the selection."),
+        click.option("--ignore", multiple=True, help="Rule codes, names or prefixes to disable."),
+        click.option("--preview", is_flag=True, help="Enable preview rules."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to use."),
+        click.option("--no-prefilter", is_flag=True, hidden=True, help="Parse every file (for testing)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--output-format", "--format", "fmt", default="text",
+              type=click.Choice(["text", "full", "concise", "json"]), help="Output format.")
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False), help="Write the report to a file.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
+@click.option("--statistics", is_flag=True, help="Print a count per rule code instead of the findings.")
+@_common
+def check(paths, fmt, output_file, exit_zero, statistics, select, extend_select, ignore, preview, config_path,
+          no_prefilter):
+    """Lint PATHS (files or directories) for KL-regularisation pathologies."""
+    from . import engine
+    from .report import json_report, text
+
+    paths = list(paths) or ["."]
+    cfg = _load_config(paths, select, ignore, extend_select, preview, config_path)
+    report = engine.run(paths, cfg, prefilter=not no_prefilter)
+    out, close = _open_out(output_file)
+    try:
+        if fmt == "json":
+            json_report.findings(report, out)
+        else:
+            text.findings(report, out, statistics=statistics, color=out.isatty() and not os.environ.get("NO_COLOR"))
+    finally:
+        if close:
+            out.close()
+    sys.exit(_exit_code(report, exit_zero))
+
+
+def _exit_code(report, exit_zero: bool) -> int:
+    if report.errors:
+        return EXIT_ERROR
+    if report.findings and not exit_zero:
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--output-format", "--format", "fmt", default="text", type=click.Choice(["text", "json"]))
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False))
+@_common
+def inventory(paths, fmt, output_file, select, extend_select, ignore, preview, config_path, no_prefilter):
+    """List every KL term found, flagged or not: the project's KL report card."""
+    from . import engine
+    from .report import inventory_text, json_report
+
+    paths = list(paths) or ["."]
+    cfg = _load_config(paths, select, ignore, extend_select, preview, config_path)
+    report = engine.run(paths, cfg, prefilter=not no_prefilter)
+    out, close = _open_out(output_file)
+    try:
+        if fmt == "json":
+            json_report.inventory(report, out)
+        else:
+            inventory_text.write(report, out)
+    finally:
+        if close:
+            out.close()
+    sys.exit(EXIT_ERROR if report.errors else EXIT_CLEAN)
+
+
+@main.command()
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="List every rule.")
+def rule(code, show_all):
+    """Print the documentation of rule CODE (a code like KL102 or a name like k3-as-loss)."""
+    from . import ruledocs
+    from .rules.registry import RULES, lookup
+
+    if show_all or not code:
+        for r in RULES:
+            state = "preview" if r.preview else "on"
+            click.echo(f"{r.code}  {r.name:<48} {r.severity:<8} {state:<8} {r.summary}")
+        return
+    r = lookup(code)
+    if r is None:
+        click.echo(f"klaudit: error: unknown rule {code!r} (try `klaudit rule --all`)", err=True)
+        sys.exit(EXIT_ERROR)
+    doc = ruledocs.read(r.code)
+    if doc is None:
+        click.echo(f"klaudit: error: no documentation found for {r.code}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(doc.rstrip())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
