@@ -46,7 +46,9 @@ def _load_config(paths, select, ignore, extend_select, preview, config_path):
         click.echo(f"klaudit: error: {e}", err=True)
         sys.exit(EXIT_ERROR)
     if select:
+        # an explicit selection on the command line replaces the configured selection and ignores
         cfg.select = _split_codes(select)
+        cfg.ignore = []
     if extend_select:
         cfg.extend_select += _split_codes(extend_select)
     if ignore:

@@ -120,6 +120,10 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
         for cond, val in e.branches:
             _split(val, sign, vias, conds, detached, agg, weights, names, comps, others, d)
         return
+    if isinstance(e, ir.Struct):
+        for _, item in e.items:
+            _split(item, sign, vias, conds, detached, agg, weights, names, comps, others, d)
+        return
     if isinstance(e, Op):
         op = e.op
         if op == "named":
@@ -167,8 +171,9 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
                 if len(g) == 1:
                     _split(g[0], sign, vias, conds, detached, agg, weights, names, comps, others, d)
                 else:
-                    _leaf(Op("add", tuple(g), e.loc), sign, vias, conds, detached, agg, weights, names, comps,
-                          others)
+                    core = e if len(g) == len(e.args) and all(a is b for a, b in zip(g, e.args)) else \
+                        Op("add", tuple(g), e.loc)
+                    _leaf(core, sign, vias, conds, detached, agg, weights, names, comps, others)
             return
         if op == "sg":
             _split(e.args[0], sign, vias, conds, True, agg, weights, names, comps, others, d)
@@ -197,7 +202,10 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
             if not kl_factors:
                 others.append(Other(sign, e, _kind_of(e, names)))
                 return
-            core = ir.mul(*kl_factors) if len(kl_factors) > 1 else kl_factors[0]
+            if len(kl_factors) == len(e.args):
+                core = e
+            else:
+                core = Op("mul", tuple(kl_factors), e.loc)
             _leaf(core, s, vias, conds, detached, agg, tuple(w), names, comps, others)
             return
         if op == "pow" and isinstance(e.args[1], Const) and e.args[1].value == -1 and _is_weight(e.args[0]):

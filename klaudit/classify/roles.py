@@ -58,7 +58,24 @@ def _model_role(e: Expr) -> Optional[str]:
         return vocab.model_role(str(e.args[1].value))
     if isinstance(e, Op) and e.op == "name":
         return vocab.model_role(str(e.args[0].value))
+    if isinstance(e, Opaque):
+        return vocab.model_role(e.name)
+    if isinstance(e, Leaf):
+        return vocab.model_role(e.key)
     return None
+
+
+def _config_base(e: Expr) -> bool:
+    """A config object: a parameter or name like ``config``, ``args``, ``cfg``."""
+    if isinstance(e, Param):
+        return vocab.is_config_root(e.name)
+    if isinstance(e, Op) and e.op == "name":
+        return vocab.is_config_root(str(e.args[0].value))
+    if isinstance(e, Opaque):
+        return vocab.is_config_root(e.name)
+    if isinstance(e, Ref) and e.kind == "config":
+        return True
+    return False
 
 
 def _grad_of(e: Expr) -> Optional[bool]:
@@ -77,6 +94,8 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
             op = x.op
             if op == "name":
                 return leaf_from_name(str(x.args[0].value), x.loc)
+            if op in ("getattr", "getitem") and isinstance(x.args[1], Lit) and _config_base(x.args[0]):
+                return Ref("config", str(x.args[1].value))
             if op == "getattr" and isinstance(x.args[1], Lit):
                 base = x.args[0]
                 if isinstance(base, ir.Struct):

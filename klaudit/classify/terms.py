@@ -105,7 +105,7 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
     resolver = resolver or LocalDefaults()
     memo: dict = {}
     evs: List[Tuple[Event, Expr]] = []
-    for ev in fs.events:
+    for ev in _expand_returns(fs):
         v = concretize(ev.value, memo)
         if has_logp(v):
             evs.append((ev, v))
@@ -185,6 +185,21 @@ def _inner_of(comp: Component, parts: set) -> bool:
     return False
 
 
+def _expand_returns(fs: FunctionSummary):
+    """A tuple returned by a function: the first item is what a loss function returns as its loss;
+    the others are auxiliary outputs (metrics, rewards for logging) whose use the caller decides."""
+    import dataclasses
+
+    for ev in fs.events:
+        if ev.kind == "return" and isinstance(ev.value, ir.Struct) and ev.value.items and \
+                all(isinstance(k, int) for k, _ in ev.value.items):
+            for k, item in ev.value.items:
+                yield dataclasses.replace(ev, value=item, kind="return" if k == 0 else "return_aux",
+                                          target=f"return[{k}]")
+        else:
+            yield ev
+
+
 def _default_assigns(acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign) -> Tuple[set, Tuple]:
     present = {o.ai for o in acc.occs}
     known = [k for k in klist if k in defaults]
@@ -239,9 +254,19 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
     for vk, rec in vmap.items():
         c: Component = rec["comp"]
         d = derive(c.full(), budget_s)
-        named_kl = any(vocab.is_kl_name(n) for n in c.names)
-        is_kl = (d.kind in ("estimator", "full") or (d.kind == "surrogate" and (d.loss_principled() or named_kl))
-                 or "kl" in roles_in(c.core) or (named_kl and d.anchor != ""))
+        named_kl = any(vocab.is_kl_name(n) for n in c.names) or vocab.is_kl_name(fs.name)
+        pl_kind = rec["placement"].kind if rec["placement"] else M.UNKNOWN
+        only_kl_leaf = "kl" in roles_in(c.core) and not (roles_in(c.core) & set(ir.LOGP_ROLES))
+        if only_kl_leaf:
+            # a value merely named like a KL: a term only where it enters a reward or a loss
+            is_kl = pl_kind in (M.AS_LOSS, M.IN_REWARD)
+        else:
+            is_kl = (d.kind in ("estimator", "full") or (d.kind == "surrogate" and (d.loss_principled() or named_kl))
+                     or (named_kl and d.anchor != ""))
+        if is_kl and pl_kind == M.UNKNOWN and not named_kl and d.estimator in ("k1", "unknown"):
+            # a bare log-ratio that goes nowhere we can see (a DPO implicit reward, a helper's
+            # intermediate): not reported
+            is_kl = False
         if not is_kl:
             continue
         in_default = rec["assigns"] & default_set

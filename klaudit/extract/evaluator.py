@@ -318,6 +318,8 @@ class Evaluator:
             return value
         if isinstance(value, Op) and value.op == "named":
             return value
+        if isinstance(value, Opaque) and value.grad is False:
+            return value  # a Python scalar (.item(), float()): a number, not a tensor
         if (vocab.logp_role(name) or vocab.is_mask_name(name) or vocab.is_reward_name(name)
                 or vocab.is_kl_name(name) or vocab.is_loss_name(name)):
             return Op("named", (Lit(name), value), self.ctx.loc(node))
