@@ -16,6 +16,7 @@ from . import __version__
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 COMMANDS = ("check", "inventory", "rule", "explain", "probe", "clean")
+OUTPUT_FORMATS = ("full", "text", "concise", "json", "sarif", "github")  # text: alias of full
 
 
 class DefaultGroup(click.Group):
@@ -99,31 +100,113 @@ def _common(f):
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--output-format", "--format", "fmt", default="text",
-              type=click.Choice(["text", "full", "concise", "json"]), help="Output format.")
+@click.option("--output-format", "--format", "fmt", default="full", envvar="KLAUDIT_OUTPUT_FORMAT",
+              type=click.Choice(OUTPUT_FORMATS),
+              help="full (default; `text` is an alias): findings with the rule's help; concise: one line per "
+                   "finding; json; sarif (2.1.0, for GitHub code scanning); github (workflow annotations).")
 @click.option("-o", "--output-file", type=click.Path(dir_okay=False), help="Write the report to a file.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 @click.option("--statistics", is_flag=True, help="Print a count per rule code instead of the findings.")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False),
+              help="Report only findings that this baseline file does not record.")
+@click.option("--write-baseline", "write_baseline_path", type=click.Path(dir_okay=False),
+              help="Record every current finding in this baseline file, then exit.")
 @_common
-def check(paths, fmt, output_file, exit_zero, statistics, select, extend_select, ignore, preview, config_path,
-          no_prefilter):
+def check(paths, fmt, output_file, exit_zero, statistics, baseline_path, write_baseline_path, select, extend_select,
+          ignore, preview, config_path, no_prefilter):
     """Lint PATHS (files or directories) for KL-regularisation pathologies."""
     from . import engine
-    from .report import json_report, text
 
     paths = list(paths) or ["."]
+    if statistics and fmt in ("sarif", "github"):
+        click.echo(f"klaudit: error: --statistics cannot be combined with --output-format {fmt}", err=True)
+        sys.exit(EXIT_ERROR)
     cfg = _load_config(paths, select, ignore, extend_select, preview, config_path)
+    if baseline_path and not write_baseline_path:
+        _check_baseline(baseline_path)
     report = engine.run(paths, cfg, prefilter=not no_prefilter)
+    if write_baseline_path:
+        _write_baseline(report, write_baseline_path)
+        sys.exit(EXIT_ERROR if report.errors else EXIT_CLEAN)
+    if baseline_path:
+        _apply_baseline(report, baseline_path)
     out, close = _open_out(output_file)
     try:
-        if fmt == "json":
-            json_report.findings(report, out)
-        else:
-            text.findings(report, out, statistics=statistics, color=out.isatty() and not os.environ.get("NO_COLOR"))
+        _write_findings(report, out, fmt, statistics)
     finally:
         if close:
             out.close()
     sys.exit(_exit_code(report, exit_zero))
+
+
+def _write_findings(report, out, fmt: str, statistics: bool) -> None:
+    """The report in ``fmt``; the JSON, SARIF and GitHub writers are imported only when used."""
+    if fmt == "json" and statistics:
+        import json
+
+        from .report.text import statistics_rows
+
+        rows = [{"code": c, "name": n, "count": k} for k, c, n in statistics_rows(report)]
+        json.dump({"version": 1, "statistics": rows}, out, indent=2)
+        out.write("\n")
+    elif fmt == "json":
+        from .report import json_report
+
+        json_report.findings(report, out)
+    elif fmt == "sarif":
+        from .report import sarif
+
+        sarif.write(report, out)
+    elif fmt == "github":
+        from .report import github
+
+        github.write(report, out)
+    else:
+        from .report import text
+
+        text.findings(report, out, statistics=statistics, color=_use_color(out), concise=fmt == "concise")
+
+
+def _use_color(out) -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set (https://no-color.org)."""
+    try:
+        tty = out.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and not os.environ.get("NO_COLOR")
+
+
+def _check_baseline(path: str) -> None:
+    from .baseline import BaselineError, load
+
+    try:
+        load(path)
+    except BaselineError as e:
+        click.echo(str(e), err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _apply_baseline(report, path: str) -> None:
+    from .baseline import BaselineError, apply
+
+    try:
+        apply(report, path)
+    except BaselineError as e:
+        click.echo(str(e), err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _write_baseline(report, path: str) -> None:
+    from .baseline import BaselineError, write
+    from .report.text import errors
+
+    try:
+        n = write(report, path)
+    except BaselineError as e:
+        click.echo(str(e), err=True)
+        sys.exit(EXIT_ERROR)
+    errors(report, sys.stdout)
+    click.echo(f"klaudit: recorded {n} finding{'s' if n != 1 else ''} in {path}", err=True)
 
 
 def _exit_code(report, exit_zero: bool) -> int:
@@ -185,3 +268,5 @@ def rule(code, show_all):
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+from .probe.cli import probe as _probe_command  # noqa: E402
+main.add_command(_probe_command)

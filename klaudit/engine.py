@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from . import model as M
-from .classify.terms import LocalDefaults, function_terms
+from .classify.definitions import helper_terms
+from .classify.terms import function_terms
+from .link.configindex import ConfigIndex
+from .link.defaults import ProjectDefaults
+from .link.linker import Linker
 from .config import Config
 from .discover import discover
 from .extract.context import module_name
@@ -17,7 +21,8 @@ from .extract.summary import ModuleSummary
 from .parse import parse_module
 from .rules.base import Project
 from .rules.registry import BY_CODE, RULES
-from .source import SourceError, decode, read_bytes
+from .notebook import CellMap, is_notebook, remap_findings
+from .source import SourceError, SourceText, decode, read_bytes
 from .suppress import Suppression, is_suppressed, scan
 from .vocabulary import PREFILTER
 
@@ -29,6 +34,7 @@ class FileResult:
     error: Optional[str] = None
     skipped: bool = False
     suppressions: Dict[int, Suppression] = field(default_factory=dict)
+    cells: Optional[CellMap] = None  # notebooks: virtual line -> (cell, line in cell)
 
 
 def analyze_file(path: str, root: str, max_bytes: int, prefilter: bool = True) -> FileResult:
@@ -37,7 +43,48 @@ def analyze_file(path: str, root: str, max_bytes: int, prefilter: bool = True) -
         data = read_bytes(path, max_bytes)
         if prefilter and not PREFILTER.search(data):
             return FileResult(path, skipped=True)
-        src = decode(path, data)
+        if is_notebook(path):
+            return analyze_notebook(path, data, root)
+        return analyze_source(decode(path, data), root)
+    except SourceError as e:
+        return FileResult(path, error=str(e))
+    except RecursionError:
+        return FileResult(path, error="expression nested too deeply to analyse")
+    except MemoryError:
+        return FileResult(path, error="out of memory while analysing")
+    except Exception as e:  # never a traceback for one file
+        return FileResult(path, error=f"internal error while analysing: {type(e).__name__}: {str(e)[:200]}")
+
+
+def analyze_notebook(path: str, data: bytes, root: str) -> FileResult:
+    """A notebook's code cells as one virtual module; cells that do not parse are left out and named
+    in the file's error, the other cells are still analysed."""
+    from . import notebook
+    from .parse import SourceSyntaxError
+
+    nb = notebook.load(path, data)
+    if nb.language != "python":
+        return FileResult(path, skipped=True)
+    for _ in range(len(nb.cells.cells) + 1):
+        try:
+            tree = parse_module(nb.text)
+            break
+        except SourceSyntaxError as e:
+            where = nb.cells.locate(e.line)
+            if where is None:
+                raise
+            nb = notebook.blank_cell(nb, where[0], str(e).replace(f"line {e.line}", f"line {where[1]}", 1))
+    else:  # pragma: no cover - every cell already blanked
+        raise SourceError("no cell of the notebook parses")
+    src = SourceText(path, nb.text, "\n", "utf-8", False)
+    ms = extract(src, module_name(path, root), tree=tree)
+    return FileResult(path, ms, error="; ".join(nb.errors) or None, suppressions=scan(nb.text), cells=nb.cells)
+
+
+def analyze_source(src: SourceText, root: str) -> FileResult:
+    """Parse and extract decoded source (a file's, or the lines flake8 hands a plugin)."""
+    path = src.path
+    try:
         tree = parse_module(src.text)
         ms = extract(src, module_name(path, root), is_package=os.path.basename(path) == "__init__.py", tree=tree)
         return FileResult(path, ms, suppressions=scan(src.text))
@@ -51,18 +98,40 @@ def analyze_file(path: str, root: str, max_bytes: int, prefilter: bool = True) -
         return FileResult(path, error=f"internal error while analysing: {type(e).__name__}: {str(e)[:200]}")
 
 
-def collect_terms(results: Sequence[FileResult], cfg: Config) -> List[M.KLTerm]:
-    resolver = LocalDefaults()
-    terms: List[M.KLTerm] = []
-    for r in results:
-        if r.summary is None:
-            continue
-        for fs in r.summary.functions.values():
+def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[str] = ()) -> List[M.KLTerm]:
+    """Link the per-file summaries, then classify every function's terms and add the helpers' own."""
+    summaries = [r.summary for r in results if r.summary is not None]
+    linker = Linker(summaries)
+    defaults = []
+    for ms in summaries:
+        defaults.extend(ms.config_defaults)
+    linked = []
+    for ms in summaries:
+        for fs in ms.functions.values():
             try:
-                terms.extend(function_terms(fs, resolver, cfg.budget))
+                linked.append(linker.link_function(fs))
             except RecursionError:
                 continue
-    return terms
+    resolver = ProjectDefaults(ConfigIndex(defaults, configs), linker.call_args)
+    terms: List[M.KLTerm] = []
+    for fs in linked:
+        try:
+            terms.extend(function_terms(fs, resolver, cfg.budget))
+        except RecursionError:
+            continue
+    helpers = helper_terms(terms)
+    by_loc = {(h.loc.path, h.loc.line): h for h in helpers}
+    kept = [t for t in terms if not ((t.loc.path, t.loc.line) in by_loc and t.placement.kind == M.UNKNOWN)]
+    have = {(t.loc.path, t.loc.line) for t in kept}
+    kept.extend(h for k, h in by_loc.items() if k not in have)
+    # one term per place: the same estimator seen from two functions keeps its strongest placement
+    best: dict = {}
+    for t in kept:
+        k = (t.loc.path, t.loc.line, t.loc.col)
+        o = best.get(k)
+        if o is None or M.PRECEDENCE[t.placement.kind] > M.PRECEDENCE[o.placement.kind]:
+            best[k] = t
+    return list(best.values())
 
 
 def apply_rules(terms: List[M.KLTerm], cfg: Config, results: Sequence[FileResult]) -> List[M.Finding]:
@@ -124,8 +193,10 @@ def run(paths: Sequence[str], cfg: Config, prefilter: bool = True) -> M.Report:
     for r in results:
         if r.error is not None:
             report.errors.append(M.FileError(r.path, r.error))
-    terms = collect_terms(results, cfg)
+    terms = collect_terms(results, cfg, configs)
     report.findings = apply_rules(terms, cfg, results)
+    report.notebooks = {r.path: r.cells for r in results if r.cells is not None}
+    report.findings = remap_findings(report.findings, report.notebooks)
     terms.sort(key=lambda t: (t.loc.path, t.loc.line, t.loc.col))
     report.terms = terms
     report.errors.sort(key=lambda e: (e.path, e.message))

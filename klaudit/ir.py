@@ -276,6 +276,8 @@ class Via(Expr):
     expr: Expr
     loc: Optional[Loc]
     callee: str
+    span: Optional[Tuple[str, int, int]] = None  # the callee's file and first/last lines
+    passthrough: bool = False  # the enclosing helper returns this call's value as it is
 
     def children(self) -> Tuple[Expr, ...]:
         return (self.expr,)
@@ -283,7 +285,13 @@ class Via(Expr):
     def rebuild(self, children: Tuple[Expr, ...]) -> Expr:
         if children[0] is self.expr:
             return self
-        return Via(children[0], self.loc, self.callee)
+        return Via(children[0], self.loc, self.callee, self.span, self.passthrough)
+
+    def contains(self, loc: Optional[Loc]) -> bool:
+        if self.span is None or loc is None:
+            return False
+        path, a, b = self.span
+        return loc.path == path and a <= loc.line <= b
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,13 @@ confidence, and what the symbolic layer derived for it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .derive.coefficient import Derivation
 from .ir import Expr, Loc
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .notebook import CellMap
 
 # Placements
 IN_REWARD = "in_reward"
@@ -38,6 +41,9 @@ class Variant:
     reachable: bool = True
     codes: Tuple[str, ...] = ()
     note: str = ""
+    chain: Tuple[Tuple[Loc, str], ...] = ()  # helper call sites and the definition, with their functions
+    context: Optional[Loc] = None  # for a helper's term: the call site this version is judged at
+    placement_loc: Optional[Loc] = None
 
     def verdict(self) -> str:
         return principled_text(self.derivation, self.placement)
@@ -84,6 +90,8 @@ class KLTerm:
     codes: Tuple[str, ...] = ()  # rule codes fired on this term (filled by the rules stage)
     kl_name: bool = False  # the value is named like a KL (kl, kld, per_token_kl, ...)
     context: Tuple[str, ...] = ()  # facts about the enclosing function: "ppo_ratio", "old_logp", ...
+    chain: Tuple[Tuple[Loc, str], ...] = ()  # helpers the value came through: (location, function)
+    callers: Tuple[Loc, ...] = ()  # for a helper's term: the call sites that decide its placement
 
     @property
     def estimator(self) -> str:
@@ -155,9 +163,10 @@ class Finding:
     fix: Optional[Fix] = None
     term_line: int = 0  # the estimator line of the term it concerns
     fingerprint: str = ""
+    cell: Optional[int] = None  # notebooks: 1-based cell number; ``line`` is then the line in that cell
 
     def sort_key(self):
-        return (self.path, self.line, self.column, self.code, self.message)
+        return (self.path, self.cell or 0, self.line, self.column, self.code, self.message)
 
     def to_dict(self) -> dict:
         d = {
@@ -165,6 +174,8 @@ class Finding:
             "column": self.column, "end_line": self.end_line, "end_column": self.end_column,
             "message": self.message, "confidence": self.confidence,
         }
+        if self.cell is not None:
+            d["cell"] = self.cell
         if self.fix is not None:
             d["fix"] = {"description": self.fix.description, "applicability": "unsafe" if self.fix.unsafe else "safe"}
         return d
@@ -188,3 +199,5 @@ class Report:
     errors: List[FileError] = field(default_factory=list)
     files: int = 0
     unused_suppressions: List[Tuple[str, int, str]] = field(default_factory=list)
+    notebooks: Dict[str, "CellMap"] = field(default_factory=dict)  # path -> virtual line map
+    baselined: int = 0  # findings hidden because the baseline already records them

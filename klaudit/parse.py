@@ -6,6 +6,15 @@ import sys
 from .source import SourceError
 
 
+class SourceSyntaxError(SourceError):
+    """A syntax error at a known place (1-based line and column)."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
 def parse_module(text: str):
     """Parse ``text`` into a ``libcst.Module``; raise SourceError with a readable reason."""
     import libcst
@@ -17,7 +26,8 @@ def parse_module(text: str):
     except libcst.ParserSyntaxError as e:
         msg = str(getattr(e, "message", "") or "").strip().splitlines()
         first = msg[0] if msg else "invalid syntax"
-        raise SourceError(f"syntax error at line {e.raw_line}, column {e.raw_column + 1}: {first}") from None
+        raise SourceSyntaxError(f"syntax error at line {e.raw_line}, column {e.raw_column + 1}: {first}",
+                                e.raw_line, e.raw_column + 1) from None
     except RecursionError:
         raise SourceError("expression nested too deeply to parse") from None
     except MemoryError:

@@ -29,9 +29,14 @@ class Component:
     weights: Tuple[Expr, ...] = ()
     names: Tuple[str, ...] = ()  # names the value carried on the way (kl_loss, per_token_kl)
     dead: bool = False  # under an option that raises first
+    at: Optional[object] = None  # location of the tuple/list item or wrapper the value was written as
+    placed_inside: bool = False  # a helper on its path already placed it in a loss/reward it returns
 
     def full(self) -> Expr:
-        return ir.sg(self.core) if self.detached else self.core
+        from .roles import collapse_choices
+
+        core = collapse_choices(self.core) if any(isinstance(n, Choice) for n in ir.walk(self.core)) else self.core
+        return ir.sg(core) if self.detached else core
 
 
 @dataclass
@@ -110,7 +115,19 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
         return
     d = depth + 1
     if isinstance(e, Via):
+        n0 = len(comps)
         _split(e.expr, sign, vias + (e,), conds, detached, agg, weights, names, comps, others, d)
+        inner = e.expr
+        while isinstance(inner, Op) and inner.op in ("sg", "at"):
+            inner = inner.args[0]
+        placed = isinstance(inner, Op) and inner.op == "named" and _sink_name(str(inner.args[0].value)) and \
+            _combined(inner.args[1])
+        for c in comps[n0:]:
+            c.vias = _on_path(c)
+            if placed and any(v is e for v in c.vias):
+                # the helper already put its own KL into a loss or reward it returns: the term is
+                # the helper's, not this call's
+                c.placed_inside = True
         return
     if isinstance(e, ir.Dead):
         return
@@ -129,6 +146,14 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
         if op == "named":
             nm = str(e.args[0].value)
             _split(e.args[1], sign, vias, conds, detached, agg, weights, names + (nm,), comps, others, d)
+            return
+        if op == "at":
+            n0 = len(comps)
+            _split(e.args[0], sign, vias, conds, detached, agg, weights, names, comps, others, d)
+            for c in comps[n0:]:
+                # the item is the estimator itself (a tuple/stack of estimators), not a value built from it
+                if c.at is None and (c.core is e.args[0] or _loc_of(c.core) is None):
+                    c.at = e.loc
             return
         if op == "add":
             # Arguments that are KL-shaped on their own (two log-prob roles) over the same tensors
@@ -197,7 +222,11 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
                 else:
                     kl_factors.append(f)
             if len(kl_factors) == 1:
-                _split(kl_factors[0], s, vias, conds, detached, agg, tuple(w), names, comps, others, d)
+                f0 = kl_factors[0]
+                if isinstance(f0, Leaf) and f0.loc is None and e.loc is not None:
+                    _leaf(f0, s, vias, conds, detached, agg, tuple(w), names, comps, others, at=e.loc)
+                    return
+                _split(f0, s, vias, conds, detached, agg, tuple(w), names, comps, others, d)
                 return
             if not kl_factors:
                 others.append(Other(sign, e, _kind_of(e, names)))
@@ -214,11 +243,51 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
     _leaf(e, sign, vias, conds, detached, agg, weights, names, comps, others)
 
 
-def _leaf(e, sign, vias, conds, detached, agg, weights, names, comps, others) -> None:
+def _leaf(e, sign, vias, conds, detached, agg, weights, names, comps, others, at=None) -> None:
     if is_kl_core(e):
-        comps.append(Component(sign, e, vias, conds, detached, agg, weights, names))
+        comps.append(Component(sign, e, vias, conds, detached, agg, weights, names, at=at if isinstance(e, Leaf)
+                               and e.loc is None else None))
     else:
         others.append(Other(sign, e, _kind_of(e, names)))
+
+
+def _combined(e: Expr) -> bool:
+    """Does a value combine a KL with something else that is a loss or reward term?"""
+    from .roles import has_logp
+
+    _, others = split(e)
+    return any(o.kind in ("loss", "reward") or has_logp(o.value) for o in others)
+
+
+def _sink_name(name: str) -> bool:
+    from .. import vocabulary as vocab
+
+    return (vocab.is_loss_name(name) or vocab.is_reward_name(name)) and not vocab.is_kl_name(name)
+
+
+def _loc_of(e: Expr):
+    while isinstance(e, Op) and e.op in ("named", "sg", "agg") and e.args:
+        e = e.args[-1]
+    return getattr(e, "loc", None)
+
+
+def _on_path(c: Component) -> Tuple[Via, ...]:
+    """Keep the calls the estimator really came out of.  A helper that only received it as an
+    argument (an aggregation helper like ``agg_loss(kl, mask)``) is not on its path: a call is kept
+    when the next call (or the estimator itself) is written inside the callee."""
+    from .terms import definition_loc
+
+    vias = c.vias
+    if not vias:
+        return vias
+    d = definition_loc(c)
+    keep = []
+    for i, v in enumerate(vias):
+        nxt = vias[i + 1].loc if i + 1 < len(vias) else d
+        if v.span is None or v.contains(nxt):
+            keep.append(v)
+    # a kept call whose callee was entered through a dropped one still starts the path here
+    return tuple(keep)
 
 
 def _kind_of(e: Expr, names: Tuple[str, ...]) -> str:

@@ -100,7 +100,8 @@ def candidates(key: OptionKey, exprs: Iterable[Expr], conds: Iterable[Cond] = ()
     return out
 
 
-def assignments(keys: List[OptionKey], cands: Dict[OptionKey, List[object]]) -> List[Dict[OptionKey, object]]:
+def assignments(keys: List[OptionKey], cands: Dict[OptionKey, List[object]],
+                base: Optional[Dict[OptionKey, object]] = None) -> List[Dict[OptionKey, object]]:
     if not keys:
         return [{}]
     total = 1
@@ -108,11 +109,13 @@ def assignments(keys: List[OptionKey], cands: Dict[OptionKey, List[object]]) -> 
         total *= max(1, len(cands[k]))
     if total <= MAX_ASSIGNMENTS:
         return [dict(zip(keys, combo)) for combo in itertools.product(*(cands[k] for k in keys))]
-    # too many: vary one key at a time around the first candidate of the others
-    base = {k: cands[k][0] for k in keys}
+    # too many: vary one key at a time around the defaults (or the first candidate) of the others
+    base = {k: (base[k] if base and k in base else cands[k][0]) for k in keys}
     out = [dict(base)]
     for k in keys:
-        for v in cands[k][1:]:
+        for v in cands[k]:
+            if v == base[k] and type(v) is type(base[k]):
+                continue
             a = dict(base)
             a[k] = v
             out.append(a)

@@ -17,6 +17,31 @@ from ..ir import Const, Expr, Leaf, Lit, Op, Opaque, Param, Ref
 INFORMATIVE_OPS = {"add", "mul", "pow", "exp", "log", "abs", "sign", "clamp", "fullkl", "max", "min"}
 
 
+AGG_WORDS = ("mean", "sum", "agg", "reduce", "average", "avg", "total")
+
+
+def is_aggregator(low: str) -> bool:
+    """A helper whose name says it sums or averages (masked_mean, agg_loss, masked_sum, ...)."""
+    if any(w in low for w in ("log_prob", "logprob", "logp", "kl", "reward", "advantage", "entropy")):
+        return False
+    return any(w in low for w in AGG_WORDS)
+
+
+def collapse_choices(e: Expr) -> Expr:
+    """Inside a KL core, a choice the options could not decide (two ways of computing the same
+    log-probs) is represented by its first branch that carries log-probs."""
+    def fn(x: Expr) -> Optional[Expr]:
+        if isinstance(x, ir.Choice):
+            live = [v for _, v in x.branches if not isinstance(v, ir.Dead) and not (isinstance(v, Lit) and v.value is None)]
+            for v in live:
+                if has_logp(v):
+                    return v
+            return live[0] if live else x.branches[0][1]
+        return None
+
+    return ir.transform(e, fn, {})
+
+
 def leaf_from_name(name: str, loc=None, grad: Optional[bool] = None, why: str = "name") -> Expr:
     """The role a name implies, as a leaf (or a positive scale, or an opaque value)."""
     r = vocab.logp_role(name)
@@ -104,12 +129,20 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
                         return v
                 return leaf_from_name(str(x.args[1].value), x.loc, _grad_of(base))
             if op == "getitem":
+                from ..link.linker import normalize
+
+                n = normalize(x)
+                if n is not x:
+                    return n
                 key = x.args[1]
                 if isinstance(key, Lit) and isinstance(key.value, str):
                     return leaf_from_name(key.value, x.loc, _grad_of(x.args[0]))
                 return x.args[0]
             if op == "select":
-                return x
+                from ..link.linker import normalize
+
+                n = normalize(x)
+                return n if n is not x else x.args[0]
             if op == "fn:model":
                 role = _model_role(x.args[0])
                 if role:
@@ -150,8 +183,15 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
                 grad = False if (isinstance(v, Op) and v.op == "sg") else None
                 return Op("named", (x.args[0], leaf_from_name(name, x.loc, grad)), x.loc)
         if isinstance(x, ir.Call):
-            return Op(f"fn:{x.display or (x.target[0] if x.target else 'call')}", tuple(
-                a for a in x.children() if not isinstance(a, (Lit, Ref))), x.loc)
+            # a call the linker could not resolve (a library function): aggregation helpers keep
+            # the per-token value; anything else is opaque
+            name = x.display or (x.target[0] if x.target else "call")
+            short = name.rsplit(".", 1)[-1].lower()
+            targs = [a for a in x.children() if not isinstance(a, (Lit, Ref, Const))]
+            if targs and is_aggregator(short):
+                rest = [Op("fn:aggweight", (a,)) for a in targs[1:2]]
+                return Op("agg", (ir.mul(targs[0], *rest) if rest else targs[0],), x.loc)
+            return Op(f"fn:{name}", tuple(a for a in x.children() if not isinstance(a, (Lit, Ref))), x.loc)
         return None
 
     return ir.transform(e, fn, memo)

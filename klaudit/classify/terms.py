@@ -47,7 +47,7 @@ class LocalDefaults:
 
 @dataclass
 class _Occ:
-    ai: int
+    ai: tuple  # the option assignment (sorted items)
     ev: Event
     comp: Component
     placement: Optional[M.Placement]
@@ -65,7 +65,7 @@ def core_loc(comp: Component, ev: Event) -> Loc:
         v = comp.vias[0]
         if v.loc is not None:
             return v.loc
-    return expr_loc(comp.core) or ev.loc
+    return definition_loc(comp) or ev.loc
 
 
 def expr_loc(e: Expr) -> Optional[Loc]:
@@ -83,8 +83,25 @@ def expr_loc(e: Expr) -> Optional[Loc]:
     return best
 
 
+WRAPPERS = ("clamp", "sg", "named", "agg", "at")
+
+
+def estimator_node(e: Expr) -> Expr:
+    """Descend through value-keeping wrappers (a clamp, a detach) to the estimator itself."""
+    from .components import is_kl_core
+
+    while isinstance(e, Op) and e.op in WRAPPERS and e.args and is_kl_core(e.args[0] if e.op != "named"
+                                                                           else e.args[1]):
+        e = e.args[1] if e.op == "named" else e.args[0]
+    while isinstance(e, ir.Via):
+        e = e.expr
+    return e
+
+
 def definition_loc(comp: Component) -> Optional[Loc]:
-    return expr_loc(comp.core)
+    if comp.at is not None:
+        return comp.at
+    return expr_loc(estimator_node(comp.core))
 
 
 def function_context(fs: FunctionSummary, values: List[Expr]) -> Tuple[str, ...]:
@@ -112,44 +129,53 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
     if not evs:
         return []
     fctx = function_context(fs, [v for _, v in evs])
-    # ------------------------------------------------------------------ options and assignments
-    keys: Dict[OptionKey, None] = {}
+    # ------------------------------------------------------------------ options, event by event
+    defaults: Dict[OptionKey, Tuple[object, M.DefaultSource]] = {}
+    seen_keys: Dict[OptionKey, None] = {}
+    accs: Dict[Tuple, _TermAcc] = {}
+    kl_by_assign: Dict[Tuple, set] = {}  # assignment -> events that hold a KL under it
+    event_assigns: Dict[Loc, List[Tuple]] = {}
+    cands_all: Dict[OptionKey, List[object]] = {}
     for ev, v in evs:
+        keys: Dict[OptionKey, None] = {}
         for k in O.keys_in(v):
             keys.setdefault(k, None)
         for k in O.cond_keys(ev.conds):
             keys.setdefault(k, None)
-    klist = list(keys)
-    defaults: Dict[OptionKey, Tuple[object, M.DefaultSource]] = {}
-    for k in klist:
-        d = resolver.default(k, fs)
-        if d is not None:
-            defaults[k] = d
-    cands = {}
-    all_conds = [c for ev, _ in evs for c in ev.conds]
-    for k in klist:
-        dv = defaults[k][0] if k in defaults else O.OTHER
-        cands[k] = O.candidates(k, [v for _, v in evs], all_conds, dv)
-    assigns = O.assignments(klist, cands)
-    # ------------------------------------------------------------------ occurrences
-    accs: Dict[Tuple, _TermAcc] = {}
-    kl_by_assign: Dict[int, set] = {}
-    for ai, A in enumerate(assigns):
-        smemo: dict = {}
-        for ev, v in evs:
+        klist = list(keys)
+        for k in klist:
+            if k not in seen_keys:
+                seen_keys[k] = None
+                d = resolver.default(k, fs)
+                if d is not None:
+                    defaults[k] = d
+        cands = {}
+        for k in klist:
+            dv = defaults[k][0] if k in defaults else O.OTHER
+            cands[k] = O.candidates(k, [v], ev.conds, dv)
+            merged = cands_all.setdefault(k, [])
+            merged.extend(x for x in cands[k] if x not in merged)
+        base = _event_base(klist, defaults, cands, ev.conds)
+        for A in O.assignments(klist, cands, base):
+            smemo: dict = {}
+            akey = tuple(sorted(((k, v2) for k, v2 in A.items()), key=lambda kv: repr(kv)))
+            event_assigns.setdefault(ev.loc, []).append(akey)
             if not O.conds_hold(ev.conds, A):
                 continue
             sv = O.specialize(v, A, smemo) if klist else v
             comps, others = split(sv)
             for c in comps:
+                if c.placed_inside:
+                    continue
                 pl = event_placement(ev, fs, c, others)
                 loc = core_loc(c, ev)
                 key = (loc.line, loc.col, loc.path) if c.vias else (loc.line, loc.col, loc.path, "def")
                 acc = accs.get(key)
                 if acc is None:
                     acc = accs[key] = _TermAcc(loc, ev.stmt)
-                acc.occs.append(_Occ(ai, ev, c, pl))
-                kl_by_assign.setdefault(ai, set()).add(ev.loc)
+                acc.occs.append(_Occ(akey, ev, c, pl))
+                kl_by_assign.setdefault(akey, set()).add(ev.loc)
+    klist = list(seen_keys)
     # a value that only feeds a bigger estimator (kl = ref - logp, then k3 built from it) is part of
     # that term, not a term of its own
     placed_parts = set()
@@ -170,7 +196,7 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
         if all(o.placement is None for o in acc.occs) and all(
                 id(o.comp.core) in all_parts or _inner_of(o.comp, all_parts) for o in acc.occs):
             continue
-        t = _build_term(fs, acc, assigns, klist, defaults, cands, kl_by_assign, fctx, budget_s)
+        t = _build_term(fs, acc, event_assigns, klist, defaults, cands_all, kl_by_assign, fctx, budget_s)
         if t is not None:
             terms.append(t)
     return terms
@@ -183,6 +209,29 @@ def _inner_of(comp: Component, parts: set) -> bool:
         if id(core) in parts:
             return True
     return False
+
+
+def _event_base(klist, defaults, cands, conds) -> Dict[OptionKey, object]:
+    """The assignment the others vary around: the defaults, with the keys the event's own path
+    conditions test turned (one by one) to values under which the event happens."""
+    base = {k: defaults[k][0] for k in klist if k in defaults}
+    for k in klist:
+        base.setdefault(k, cands[k][0])
+    for c in conds:
+        if c.holds(base) is not False:
+            continue
+        for a in c.atoms():
+            if a.key is None or a.key not in base:
+                continue
+            for v in cands.get(a.key, ()):
+                trial = dict(base)
+                trial[a.key] = v
+                if c.holds(trial) is not False:
+                    base = trial
+                    break
+            if c.holds(base) is not False:
+                break
+    return base
 
 
 def _expand_returns(fs: FunctionSummary):
@@ -200,50 +249,56 @@ def _expand_returns(fs: FunctionSummary):
             yield ev
 
 
-def _default_assigns(acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign) -> Tuple[set, Tuple]:
+def _default_assigns(acc: _TermAcc, event_assigns, klist, defaults, cands, kl_by_assign) -> Tuple[set, Tuple]:
     present = {o.ai for o in acc.occs}
     known = [k for k in klist if k in defaults]
 
-    def consistent(A, flips=()):
-        return all(A[k] == defaults[k][0] for k in known if k not in flips)
+    def consistent(akey, flips=()):
+        A = dict(akey)
+        return all(A[k] == defaults[k][0] for k in known if k in A and k not in flips)
 
-    dcons = {i for i, A in enumerate(assigns) if consistent(A)}
+    ev_locs = {o.ev.loc for o in acc.occs}
+    pool = {a for loc in ev_locs for a in event_assigns.get(loc, ())}
+    dcons = {a for a in pool if consistent(a)}
     hit = present & dcons
     if hit:
         return hit, ()
     # is the KL path off under the defaults in the events holding this term?
-    ev_locs = {o.ev.loc for o in acc.occs}
-    any_kl_default = any(kl_by_assign.get(i, set()) & ev_locs for i in dcons)
+    any_kl_default = any(kl_by_assign.get(a, set()) & ev_locs for a in dcons)
     if any_kl_default:
         return set(), ()
-    switches = [k for k in known if O.key_is_switch(k, cands[k])]
+    switches = [k for k in known if O.key_is_switch(k, cands.get(k, []))]
     best: Optional[Tuple[int, set, Tuple]] = None
-    for i in present:
-        A = assigns[i]
-        flipped = tuple(k for k in known if A[k] != defaults[k][0])
+    for a in present:
+        A = dict(a)
+        flipped = tuple(k for k in known if k in A and A[k] != defaults[k][0])
         if all(k in switches for k in flipped):
             n = len(flipped)
             if best is None or n < best[0]:
-                best = (n, {i}, flipped)
+                best = (n, {a}, flipped)
             elif n == best[0]:
-                best[1].add(i)
+                best[1].add(a)
     if best is None:
         return set(), ()
     return best[1], best[2]
 
 
 def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign, fctx, budget_s):
+    klist = [k for k in klist if any(k in dict(o.ai) for o in acc.occs)]
     # variants: distinct cores (by canonical form and definition place)
     vmap: Dict[Tuple, dict] = {}
     for o in acc.occs:
         c = o.comp
         dloc = definition_loc(c) or acc.loc
-        vk = (canonical(c.full()), dloc.line, dloc.path, c.dead)
+        vk = (canonical(c.core), dloc.line, dloc.path, c.dead)
         rec = vmap.get(vk)
         if rec is None:
             rec = vmap[vk] = {"comp": c, "placement": None, "assigns": set(), "dloc": dloc, "dead": c.dead,
                               "dead_all": True, "occs": []}
-        rec["placement"] = stronger(rec["placement"], o.placement)
+        new_pl = stronger(rec["placement"], o.placement)
+        if new_pl is not rec["placement"] and new_pl is o.placement:
+            rec["comp"] = c  # judge the version that reaches the strongest sink (the loss, not the log line)
+        rec["placement"] = new_pl
         rec["assigns"].add(o.ai)
         rec["occs"].append(o)
         if not ir.has_dead(c.core):
@@ -289,7 +344,8 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         next((v for v in variants if v["is_default"] is None), None) or variants[0]
     vtuple = tuple(
         M.Variant(options=v["opts"], loc=v["rec"]["dloc"], derivation=v["d"], placement=v["pl"].kind,
-                  is_default=v["is_default"], reachable=not v["rec"]["dead_all"])
+                  is_default=v["is_default"], reachable=not v["rec"]["dead_all"], chain=_chain(v["rec"]["comp"]),
+                  placement_loc=v["pl"].loc)
         for v in sorted(variants, key=lambda v: (v["rec"]["dloc"].path, v["rec"]["dloc"].line, v["rec"]["dloc"].col))
     )
     c: Component = main["rec"]["comp"]
@@ -316,9 +372,26 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         loc=acc.loc, function=fs.qualname, stmt=acc.stmt, derivation=main["d"], placement=main_pl, core=c.full(),
         definition=main["rec"]["dloc"] if c.vias else None, via=via, variants=vtuple if len(vtuple) > 1 or klist else (),
         defaults=dsrc, confidence=conf, roles=roles, detached=detached,
+        chain=_chain(c),
         aggregation="aggregated" if c.aggregated else "per-token", reachable=not main["rec"]["dead_all"],
         notes=tuple(notes), kl_name=any(vocab.is_kl_name(n) for n in c.names), context=fctx,
     )
+
+
+def _chain(c: Component) -> Tuple[Tuple[Loc, str], ...]:
+    """Where, inside the helpers a value came through, it was passed on and finally written."""
+    out = []
+    vias = c.vias
+    for i, v in enumerate(vias):
+        if i + 1 < len(vias):
+            if vias[i + 1].passthrough:
+                continue  # the helper only returns its callee's value: no term of its own there
+            nxt = vias[i + 1].loc
+        else:
+            nxt = definition_loc(c)
+        if nxt is not None:
+            out.append((nxt, v.callee))
+    return tuple(out)
 
 
 def _describe_options(ais: set, assigns, klist, cands) -> Tuple[Tuple[str, str], ...]:
@@ -328,11 +401,11 @@ def _describe_options(ais: set, assigns, klist, cands) -> Tuple[Tuple[str, str],
     out = []
     for k in klist:
         vals = []
-        for i in sorted(ais):
-            v = assigns[i].get(k, O.OTHER)
+        for a in sorted(ais, key=repr):
+            v = dict(a).get(k, O.OTHER)
             if v not in vals:
                 vals.append(v)
-        allv = [v for v in cands[k]]
+        allv = [v for v in cands.get(k, [])]
         if set(map(repr, vals)) == set(map(repr, allv)):
             continue
         out.append((k.label(), " | ".join("any other value" if v is O.OTHER else repr(v) for v in vals)))

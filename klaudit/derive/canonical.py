@@ -42,8 +42,8 @@ def canonical(e: ir.Expr) -> str:
             out.append(f"?{x.name}")
         elif isinstance(x, ir.Via):
             go(x.expr)
-        elif isinstance(x, ir.Op) and x.op == "named":
-            go(x.args[1])
+        elif isinstance(x, ir.Op) and x.op in ("named", "at"):
+            go(x.args[-1])
         elif isinstance(x, ir.Op):
             out.append(x.op)
             out.append("(")

@@ -121,3 +121,86 @@ def match(values: Sequence[float], ells: Sequence[float], templates: Dict[str, C
         if res < tol and (best is None or res < best[3]):
             best = (name, a, b, res)
     return best
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared by the static analyzer and the runtime probe: which family a coefficient template names in
+# a placement, how a template behaves at delta = 1, and a ranking of every template against measured
+# values (so an unmatched coefficient can be reported with its residuals instead of being forced).
+
+# The coefficient template of each family in FAMILIES (a name in COEFFICIENTS).
+FAMILY_TEMPLATES: Dict[str, str] = {
+    "k1_loss": "const",
+    "k2_loss": "ell",
+    "k3_loss": "one_minus_delta",
+    "abs_loss": "sign",
+    "k3inv_loss": "inv_delta_minus_one",
+    "k1_reward": "ell",
+    "k2_reward": "half_ell_sq",
+    "k3_reward": "k3_value",
+    "abs_reward": "abs_ell",
+}
+
+# Exact (vocabulary-level, no sampling) KL terms.  Their gradient with respect to the logits is
+# sum_v pi(v) c(v) s(v) with the coefficient below, up to a per-state constant (a baseline).
+EXACT_FAMILIES: List[Family] = [
+    Family("full_loss", "full", "as_loss", "-log(delta) (exact, over the vocabulary)", lambda e: e, True,
+           "reverse KL(pi || pi_ref)"),
+    Family("full_forward_loss", "full_forward", "as_loss", "1 - delta (exact, over the vocabulary)",
+           lambda e: 1.0 - math.exp(-e), False, "forward KL(pi_ref || pi)"),
+]
+EXACT_TEMPLATES: Dict[str, str] = {"full_loss": "ell", "full_forward_loss": "one_minus_delta"}
+BY_NAME.update({f.name: f for f in EXACT_FAMILIES if f.name not in BY_NAME})
+
+# d template / d ell at ell = 0 (delta = 1): the first-order behaviour near the reference.  None where
+# the template has a kink there (sign, |ell|).  A coefficient whose slope here is 0 exerts no
+# first-order restoring force toward pi_ref.
+SLOPES_AT_DELTA_ONE: Dict[str, Optional[float]] = {
+    "const": 0.0,
+    "ell": 1.0,
+    "one_minus_delta": 1.0,
+    "sign": None,
+    "inv_delta_minus_one": 1.0,
+    "half_ell_sq": 0.0,
+    "k3_value": 0.0,
+    "abs_ell": None,
+    "ell_one_plus_half_ell": 1.0,
+}
+
+
+def family_for(template: str, placement: str, exact: bool = False) -> Optional[Family]:
+    """The family whose coefficient is ``template`` in ``placement`` ("as_loss" | "in_reward");
+    ``exact`` selects the vocabulary-level families.  None when no family has that coefficient there."""
+    if exact:
+        for f in EXACT_FAMILIES:
+            if EXACT_TEMPLATES[f.name] == template and f.placement == placement:
+                return f
+        return None
+    for f in FAMILIES:
+        if FAMILY_TEMPLATES.get(f.name) == template and f.placement == placement:
+            return f
+    return None
+
+
+def rank(values: Sequence[float], ells: Sequence[float], templates: Dict[str, Callable[[float], float]],
+         with_constant: bool = True) -> List[Tuple[str, float, float, float]]:
+    """Every template fitted as ``a*template(ell) + b``, best first: (name, a, b, relative residual).
+
+    A constant coefficient is reported under "const" (a = the constant, b = 0) with its own residual
+    (the relative spread of the values); templates that are constant on ``ells`` are left out."""
+    out: List[Tuple[str, float, float, float]] = []
+    n = len(values)
+    if n == 0:
+        return out
+    rms = math.sqrt(sum(v * v for v in values) / n) or 1.0
+    for name, t in templates.items():
+        if name == "const":
+            mv = sum(values) / n
+            res = math.sqrt(sum((v - mv) ** 2 for v in values) / n) / rms
+            out.append((name, mv, 0.0, res))
+            continue
+        r = fit(values, ells, t, with_constant)
+        if r is not None:
+            out.append((name, r[0], r[1], r[2]))
+    out.sort(key=lambda x: x[3])
+    return out

@@ -157,6 +157,8 @@ class Lifter:
             return self.lift(e.args[0])
         if op == "named":
             return self.lift(e.args[1])
+        if op == "at":
+            return self.lift(e.args[0])
         if op == "clamp":
             x = self.lift(e.args[0])
             lo = self.lift(e.args[1]) if not _is_none(e.args[1]) else -sp.oo

@@ -15,6 +15,7 @@ import libcst as cst
 from .. import ir
 from ..ir import Call, Choice, Cond, Const, Dead, Expr, Leaf, Lit, Loc, Op, Opaque, OptionKey, Param, Ref, Struct
 from .. import vocabulary as vocab
+from . import configs
 from . import torch_api as T
 from .context import ModuleContext, dotted
 from .summary import (ASSIGN, BACKWARD, CALLARG, CONTROLLER, MASK, METRIC, RETURN, STORE, Event,
@@ -106,6 +107,7 @@ class Evaluator:
         self.stmt_range: Tuple[int, int] = (0, 0)
         self.params: List[str] = []
         self.defaults: List[Tuple[str, Expr]] = []
+        self.config_defaults: list = []
 
     # =========================================================================== entry points
     def run_function(self) -> FunctionSummary:
@@ -153,7 +155,7 @@ class Evaluator:
             qualname=self.qualname, name=fn.name.value, path=self.ctx.path, loc=self.ctx.loc(fn.name),
             params=tuple(self.params), defaults=tuple(self.defaults), returns=returns, events=tuple(self.events),
             class_name=self.class_qual, no_grad=no_grad, decorators=tuple(decos), is_method=is_method,
-            static=static,
+            static=static, end_line=self.ctx.stmt_lines(fn)[1],
         )
 
     def run_module_body(self, stmts) -> FunctionSummary:
@@ -590,7 +592,10 @@ class Evaluator:
                 if isinstance(el, cst.StarredElement):
                     self.ev(el.value)
                     return Opaque("starred-seq")
-                items.append((i, self.ev(el.value)))
+                v = self.ev(el.value)
+                if isinstance(v, (Op, Param, Leaf)):
+                    v = Op("at", (v,), self.ctx.loc(el.value))
+                items.append((i, v))
             return Struct(tuple(items))
         if isinstance(node, cst.Dict):
             items = []
@@ -671,13 +676,17 @@ class Evaluator:
         d = dotted(node)
         if d and d in self.env:
             return self.env[d]
+        cfg = config_path(d) if d else None
+        if cfg is not None and not (d.split(".")[0] in self.env and isinstance(self.env[d.split(".")[0]],
+                                                                             (Struct, Leaf, Const))):
+            return Ref("config", cfg)
         base = self.ev(node.value)
         loc = self.ctx.loc(node)
         if isinstance(base, Ref):
             if base.kind in ("module", "func"):
                 return Ref("func", f"{base.name}.{attr}")
             if base.kind == "config":
-                return Ref("config", f"{base.name}.{attr}")
+                return Ref("config", f"{base.name}.{attr}" if base.name else attr)
             if base.kind == "self":
                 if vocab.is_config_root(attr):
                     return Ref("config", "", role=f"self.{attr}")
@@ -696,8 +705,6 @@ class Evaluator:
             return base
         if attr in ("shape", "dtype", "device", "ndim", "requires_grad", "is_cuda", "grad_fn"):
             return Opaque(attr)
-        if d and vocab.is_config_root(d.split(".")[0]) and not isinstance(base, Op):
-            return Ref("config", d.split(".", 1)[1] if "." in d else d)
         return Op("getattr", (base, Lit(attr)), loc)
 
     def subscript_key(self, node) -> Optional[object]:
@@ -722,7 +729,11 @@ class Evaluator:
                               else Lit(key), loc)
         # a slice or tensor index: the same tokens (shifted, masked or selected)
         if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
-            idx = self.ev(node.slice[0].slice.value)
+            idx_node = node.slice[0].slice.value
+            idx = self.ev(idx_node)
+            key = self.option_key(idx_node) if isinstance(idx, (Param, Ref)) else None
+            if key is not None:
+                return Op("select", (base, Lit(key)), loc)
             if isinstance(base, Struct):
                 return self.index(base, idx, loc)
         else:
@@ -775,6 +786,9 @@ class Evaluator:
     def call(self, node) -> Expr:
         func = node.func
         loc = self.ctx.loc(node)
+        if isinstance(func, cst.Attribute) and func.attr.value in ("add_argument", "get") or \
+                isinstance(func, cst.Name) and func.value == "getattr":
+            self.config_defaults.extend(configs.from_call(self.ctx, node))
         args = []
         kwargs = []
         for a in node.args:
@@ -804,6 +818,8 @@ class Evaluator:
             return self.self_call(meth, args, kwargs, loc, f"self.{meth}")
         if isinstance(recv, Ref) and recv.kind == "builtin":
             return Opaque(meth)
+        if isinstance(recv, Ref) and recv.kind == "super" and self.class_qual:
+            return Call((f"super:{self.class_qual}.{meth}",), tuple(args), tuple(kwargs), loc, f"super().{meth}")
         # ----- sinks reached through method calls
         if meth == "backward":
             if args and is_tensorish(args[0]) and recv_d is not None and not _tensor_like(recv):
@@ -1085,6 +1101,21 @@ class Evaluator:
 # ============================================================================================ helpers
 
 
+def config_path(d: str) -> Optional[str]:
+    """``self.strategy.args.algo.kl.estimator`` -> ``algo.kl.estimator``: the path after the last
+    config-like component (config, args, cfg, ...), if any and if something follows it."""
+    parts = d.split(".")
+    idx = None
+    for i, p in enumerate(parts):
+        if i == 0 and p == "self":
+            continue
+        if vocab.is_config_root(p):
+            idx = i
+    if idx is None or idx == len(parts) - 1:
+        return None
+    return ".".join(parts[idx + 1:])
+
+
 def _merge(cond: Cond, env_t: Dict[str, Expr], env_f: Dict[str, Expr], loc) -> Dict[str, Expr]:
     out = {}
     for k in set(env_t) | set(env_f):
@@ -1120,13 +1151,10 @@ def _is_metrics_path(d: str) -> bool:
     return any(vocab.is_metric_name(p) or p.startswith("_metric") for p in parts)
 
 
-AGG_WORDS = ("mean", "sum", "agg", "reduce", "average", "avg", "total")
-
-
 def _is_aggregator(low: str) -> bool:
-    if any(w in low for w in ("log_prob", "logprob", "logp", "kl", "loss", "reward", "advantage")):
-        return False
-    return any(w in low for w in AGG_WORDS)
+    from ..classify.roles import is_aggregator
+
+    return is_aggregator(low)
 
 
 def _method_names(ctx: ModuleContext, class_qual: str) -> set:

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 from .. import positions
 from ..parse import parse_module
 from ..source import SourceText
+from . import configs
 from .context import ModuleContext, dotted
 from .evaluator import Evaluator
 from .summary import ClassSummary, FunctionSummary, ModuleSummary
@@ -40,6 +41,7 @@ def extract(src: SourceText, module: str, is_package: bool = False, tree=None) -
         except RecursionError:
             continue
         ms.functions[qual] = fs
+        ms.config_defaults.extend(ev.config_defaults)
         for sub, env, subq in ev.nested:
             todo.append((sub, subq, None, env, ()))
     if body_stmts:
@@ -52,6 +54,7 @@ def extract(src: SourceText, module: str, is_package: bool = False, tree=None) -
                 ev2 = Evaluator(ctx, sub, subq, None, env)
                 ms.functions[subq] = ev2.run_function()
             ms.exports.update({k: v for k, v in ev.env.items()})
+            ms.config_defaults.extend(ev.config_defaults)
         except RecursionError:
             pass
     return ms
@@ -83,5 +86,6 @@ def _class(ctx: ModuleContext, ms: ModuleSummary, node, prefix: str, todo: List)
             todo.append((s, f"{qual}.{s.name.value}", qual, None, tuple(bases)))
         elif isinstance(s, cst.ClassDef):
             _class(ctx, ms, s, qual, todo)
+    ms.config_defaults.extend(configs.from_class(ctx, node))
     ms.classes[qual] = ClassSummary(qual, node.name.value, tuple(bases), tuple(methods), tuple(fields), is_dc,
                                     ctx.loc(node.name))

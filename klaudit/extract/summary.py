@@ -50,6 +50,7 @@ class FunctionSummary:
     decorators: Tuple[str, ...] = ()
     is_method: bool = False
     static: bool = False
+    end_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ConfigDefault:
     path: str
     line: int
     source: str  # "dataclass" | "argparse" | "get" | "yaml" | "param"
+    owner: str = ""  # the class holding a dataclass field
 
 
 @dataclass

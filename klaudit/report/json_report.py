@@ -80,8 +80,24 @@ def inventory(report: Report, out: TextIO) -> None:
     doc = {
         "version": SCHEMA_VERSION,
         "klaudit": __version__,
-        "terms": [term_dict(t) for t in report.terms],
+        "terms": [_in_cells(term_dict(t), report) for t in report.terms],
         "errors": [e.to_dict() for e in report.errors],
     }
     json.dump(doc, out, indent=2)
     out.write("\n")
+
+
+def _in_cells(d: dict, report: Report) -> dict:
+    """Notebook terms: ``line`` and ``use_line`` counted inside their cell, with ``cell``/``use_cell``."""
+    from ..notebook import locate
+
+    cm = report.notebooks.get(d["path"])
+    if cm is None:
+        return d
+    d["cell"], d["line"] = locate(report.notebooks, d["path"], d["line"])
+    if d.get("use_line"):
+        d["use_cell"], d["use_line"] = locate(report.notebooks, d["path"], d["use_line"])
+    for v in d.get("variants", ()):
+        if v.get("path") == d["path"]:
+            v["cell"], v["line"] = locate(report.notebooks, d["path"], v["line"])
+    return d
