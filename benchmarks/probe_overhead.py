@@ -73,9 +73,12 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (default 1: small ops time more steadily without thread wake-ups)")
     a = ap.parse_args()
-    print(f"klaudit.probe.wrap overhead, batch {a.batch} x {a.tokens} tokens, torch {torch.__version__}")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(max(1, a.threads))
+    print(f"klaudit.probe.wrap overhead, batch {a.batch} x {a.tokens} tokens, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU thread(s)")
     run("cpu", a.batch, a.tokens, torch.float32, a.repeats)
     if torch.cuda.is_available():
         print(f"CUDA device: {torch.cuda.get_device_name()}")

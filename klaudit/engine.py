@@ -152,8 +152,9 @@ def apply_rules(terms: List[M.KLTerm], cfg: Config, results: Sequence[FileResult
                     continue
                 if rule.code in cfg.ignored_for(t.loc.path):
                     continue
-                loc = hit.loc or t.loc
-                if is_suppressed(sups.get(loc.path, {}), rule.code, loc.line, t.stmt):
+                loc = hit.loc or (t.placement.loc if t.report_at_use and t.placement.loc else t.loc)
+                stmt = t.stmt if loc is t.loc else (loc.line, loc.end_line)
+                if is_suppressed(sups.get(loc.path, {}), rule.code, loc.line, stmt):
                     continue
                 findings.append(M.Finding(
                     code=rule.code, name=rule.name, severity=rule.severity, path=loc.path, line=loc.line,

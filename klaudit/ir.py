@@ -278,6 +278,7 @@ class Via(Expr):
     callee: str
     span: Optional[Tuple[str, int, int]] = None  # the callee's file and first/last lines
     passthrough: bool = False  # the enclosing helper returns this call's value as it is
+    part: Optional[object] = None  # the item taken from a tuple the call returned
 
     def children(self) -> Tuple[Expr, ...]:
         return (self.expr,)
@@ -285,7 +286,7 @@ class Via(Expr):
     def rebuild(self, children: Tuple[Expr, ...]) -> Expr:
         if children[0] is self.expr:
             return self
-        return Via(children[0], self.loc, self.callee, self.span, self.passthrough)
+        return Via(children[0], self.loc, self.callee, self.span, self.passthrough, self.part)
 
     def contains(self, loc: Optional[Loc]) -> bool:
         if self.span is None or loc is None:

@@ -92,6 +92,7 @@ class KLTerm:
     context: Tuple[str, ...] = ()  # facts about the enclosing function: "ppo_ratio", "old_logp", ...
     chain: Tuple[Tuple[Loc, str], ...] = ()  # helpers the value came through: (location, function)
     callers: Tuple[Loc, ...] = ()  # for a helper's term: the call sites that decide its placement
+    report_at_use: bool = False  # findings go where the value is used (a KL taken out of a returned tuple)
 
     @property
     def estimator(self) -> str:

@@ -152,7 +152,10 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
             _split(e.args[0], sign, vias, conds, detached, agg, weights, names, comps, others, d)
             for c in comps[n0:]:
                 # the item is the estimator itself (a tuple/stack of estimators), not a value built from it
-                if c.at is None and (c.core is e.args[0] or _loc_of(c.core) is None):
+                item = e.args[0]
+                while isinstance(item, Op) and item.op in ("named", "at"):
+                    item = item.args[-1]
+                if c.at is None and (c.core is item or c.core is e.args[0] or _loc_of(c.core) is None):
                     c.at = e.loc
             return
         if op == "add":

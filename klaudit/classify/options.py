@@ -93,8 +93,8 @@ def candidates(key: OptionKey, exprs: Iterable[Expr], conds: Iterable[Cond] = ()
                 out.append(v)
     if default is not OTHER and default not in out:
         out.append(default)
-    if all(isinstance(v, (bool, type(None))) for v in out) and out:
-        pass
+    if out and all(isinstance(v, bool) for v in out) and True in out and False in out:
+        pass  # a boolean switch: both values are already there
     elif OTHER not in out:
         out.append(OTHER)
     return out

@@ -50,7 +50,8 @@ def leaf_from_name(name: str, loc=None, grad: Optional[bool] = None, why: str = 
         return Leaf(role, name, grad, f"named `{name}`", conf, loc)
     if vocab.is_mask_name(name):
         return Leaf(ir.MASK, name, False, f"named `{name}`", "medium", loc)
-    if vocab.is_kind(name, vocab.SCALE_TOKENS):
+    if vocab.is_kind(name, vocab.SCALE_TOKENS) or (vocab.is_kl_name(name) and vocab.is_kind(
+            name, {"ratio", "factor", "target", "horizon", "threshold", "thresh", "max", "min", "clip"})):
         return ir.Scale(name)
     if vocab.is_kl_name(name):
         return Leaf("kl", name, grad, f"named `{name}`", "low", loc)
@@ -206,14 +207,16 @@ def _wrap_like(orig: Expr, new: Expr) -> Expr:
 def _informative(v: Expr) -> bool:
     """Does a value already say what it is (role leaves or arithmetic on them)?"""
     base = v
-    while isinstance(base, Op) and base.op in ("sg", "named", "agg"):
-        base = base.args[-1] if base.op == "named" else base.args[0]
+    while (isinstance(base, Op) and base.op in ("sg", "named", "agg", "at")) or isinstance(base, ir.Via):
+        base = base.expr if isinstance(base, ir.Via) else (base.args[-1] if base.op == "named" else base.args[0])
     if isinstance(base, Leaf):
         return base.role != ir.TENSOR
     if isinstance(base, (Const, ir.Scale)):
         return True
-    if isinstance(base, ir.Choice) or isinstance(base, ir.Via):
-        return True
+    if isinstance(base, ir.Choice):
+        return any(_informative(b) for _, b in base.branches)
+    if isinstance(base, ir.Struct):
+        return False
     if isinstance(base, Op) and base.op in INFORMATIVE_OPS:
         return has_logp(base) or base.op in ("add", "mul")
     if isinstance(base, Op) and base.op == "where":

@@ -372,7 +372,7 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         loc=acc.loc, function=fs.qualname, stmt=acc.stmt, derivation=main["d"], placement=main_pl, core=c.full(),
         definition=main["rec"]["dloc"] if c.vias else None, via=via, variants=vtuple if len(vtuple) > 1 or klist else (),
         defaults=dsrc, confidence=conf, roles=roles, detached=detached,
-        chain=_chain(c),
+        chain=_chain(c), report_at_use=bool(c.vias) and c.vias[0].part is not None,
         aggregation="aggregated" if c.aggregated else "per-token", reachable=not main["rec"]["dead_all"],
         notes=tuple(notes), kl_name=any(vocab.is_kl_name(n) for n in c.names), context=fctx,
     )

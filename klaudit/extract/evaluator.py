@@ -1047,7 +1047,7 @@ class Evaluator:
             return Op("max", (args[0], args[1]), loc)
         if fn in ("minimum", "min", "fmin") and len(args) >= 2 and is_tensorish(args[1]):
             return Op("min", (args[0], args[1]), loc)
-        if fn in ("stack",) and args and isinstance(args[0], Struct):
+        if fn in ("stack",) and args and isinstance(args[0], Struct) and args[0].items:
             return args[0]
         if fn in ("zeros_like", "zeros", "full_like") and fn != "full_like":
             return Const(0.0)

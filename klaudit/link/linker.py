@@ -66,16 +66,21 @@ class Linker:
                         self.class_attrs.setdefault(fs.class_name, {}).setdefault(attr, v)
                     continue
                 if "[" in t:
-                    key = t.split("[", 1)[1].rstrip("]").strip("'\"")
+                    name = t.split("[", 1)[1].rstrip("]").strip("'\"")
                     head = t.split("[", 1)[0]
                     if any(vocab.is_metric_name(p) for p in head.split(".")):
                         continue
-                    if (vocab.logp_role(key) or vocab.is_kl_name(key)) and has_logp(concretize(ev.value)):
-                        self.keys.setdefault(key, []).append(ev.value)
+                    table = self.keys
                 elif "." in t:
-                    attr = t.rsplit(".", 1)[1]
-                    if (vocab.logp_role(attr) or vocab.is_kl_name(attr)) and has_logp(concretize(ev.value)):
-                        self.fields.setdefault(attr, []).append(ev.value)
+                    name = t.rsplit(".", 1)[1]
+                    table = self.fields
+                else:
+                    continue
+                if not (vocab.logp_role(name) or vocab.is_kl_name(name)):
+                    continue
+                v = _flow_value(ev.value, concretize(ev.value))
+                if v is not None:
+                    table.setdefault(name, []).append(v)
 
     def find_function(self, q: str, seen: Optional[set] = None) -> Optional[FunctionSummary]:
         if q in self.funcs:
@@ -289,7 +294,7 @@ class Linker:
         if isinstance(base, Via) and isinstance(base.expr, Struct):
             v = base.expr.get(attr)
             if v is not None:
-                return Via(v, base.loc, base.callee)
+                return Via(v, base.loc, base.callee, base.span, base.passthrough, attr)
         if attr in self.fields and not (isinstance(base, Ref) and base.kind == "self"):
             return _union(self.fields[attr], x.loc, attr)
         return None
@@ -345,7 +350,7 @@ class Linker:
 def _mark_passthrough(e: Expr) -> Expr:
     """Calls whose value the function returns unchanged (through names and option choices)."""
     if isinstance(e, Via):
-        return Via(e.expr, e.loc, e.callee, e.span, True)
+        return Via(e.expr, e.loc, e.callee, e.span, True, e.part)
     if isinstance(e, Op) and e.op in ("named", "at"):
         inner = _mark_passthrough(e.args[-1])
         return e if inner is e.args[-1] else Op(e.op, e.args[:-1] + (inner,), e.loc)
@@ -365,16 +370,36 @@ def _informative_attr(v: Expr) -> bool:
         (isinstance(v, Op) and v.op == "fn:model")
 
 
-def _union(values: List[Expr], loc, name: str) -> Expr:
+def _flow_value(raw: Expr, conc: Expr) -> Optional[Expr]:
+    """What a value stored under a name tells a reader elsewhere: a log-prob tensor with its role and
+    gradient status (provenance), or a KL value computed by a helper call.  Anything more complex is
+    not carried across functions."""
+    from ..ir import Leaf
+
+    base = conc
+    detached = False
+    while isinstance(base, Op) and base.op in ("named", "sg", "at"):
+        detached |= base.op == "sg"
+        base = base.args[-1]
+    if isinstance(base, Leaf) and (base.role in ir.LOGP_ROLES or base.role.startswith(ir.DIST)):
+        return dataclasses.replace(base, grad=False if detached else base.grad, loc=None,
+                                   why=base.why + " (stored, read back elsewhere)")
+    r = raw
+    while isinstance(r, Op) and r.op in ("named", "sg", "at"):
+        r = r.args[-1]
+    if isinstance(r, Call):
+        return raw
+    return None
+
+
+def _union(values: List[Expr], loc, name: str) -> Optional[Expr]:
     uniq = []
     for v in values:
-        if not any(v is u for u in uniq):
+        if not any(v == u for u in uniq):
             uniq.append(v)
-    uniq = uniq[:4]
-    if len(uniq) == 1:
-        return Op("named", (Lit(name), uniq[0]), loc)
-    return Op("named", (Lit(name), Choice(tuple((Cond("unknown", None, (f"{name} source {i}",)), v)
-                                                for i, v in enumerate(uniq)), loc)), loc)
+    if len(uniq) != 1:
+        return None  # different producers: the name decides
+    return Op("named", (Lit(name), uniq[0]), loc)
 
 
 def _key_for_arg(param: str, arg: Expr, caller: FunctionSummary, linker: Linker):
@@ -502,9 +527,12 @@ def normalize(e: Expr) -> Expr:
         return e
     if e.op == "getitem":
         base, key = e.args
+        while isinstance(base, Op) and base.op in ("named", "at") and isinstance(base.args[-1], (Struct, Via, Choice)):
+            base = base.args[-1]
         if isinstance(base, Via):
             inner = normalize(Op("getitem", (base.expr, key), e.loc))
-            return Via(inner, base.loc, base.callee)
+            part = key.value if isinstance(key, (Lit, Const)) else None
+            return Via(inner, base.loc, base.callee, base.span, base.passthrough, part)
         if isinstance(base, Op) and base.op in ("named", "sg") and isinstance(base.args[-1], (Struct, Via)):
             inner = normalize(Op("getitem", (base.args[-1], key), e.loc))
             return ir.sg(inner) if base.op == "sg" else inner
@@ -518,8 +546,11 @@ def normalize(e: Expr) -> Expr:
         return e
     if e.op == "select":
         base, key = e.args
+        while isinstance(base, Op) and base.op in ("named", "at"):
+            base = base.args[-1]
         if isinstance(base, Via):
-            return Via(normalize(Op("select", (base.expr, key), e.loc)), base.loc, base.callee)
+            return Via(normalize(Op("select", (base.expr, key), e.loc)), base.loc, base.callee, base.span,
+                       base.passthrough, base.part)
         if isinstance(base, Op) and base.op == "sg" and isinstance(base.args[0], (Struct, Via)):
             return ir.sg(normalize(Op("select", (base.args[0], key), e.loc)))
         if isinstance(base, Struct) and isinstance(key, Lit) and isinstance(key.value, OptionKey):

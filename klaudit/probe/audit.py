@@ -132,4 +132,3 @@ def audit(fn: Callable, vocab: int = 4, seed: int = 0, policy: Optional[Sequence
         vocab=vocab, on_policy=behaviour is None, kl=kl, expected=tuple(expected.tolist()),
         true=tuple(true.tolist()), pi=tuple(pi.tolist()), reference=tuple(q.tolist()), sampling=tuple(mu.tolist()),
     )
-

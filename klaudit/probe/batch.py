@@ -183,10 +183,9 @@ def measure_batch(fn: Callable, args: Tuple, kwargs: Dict, policy: str, referenc
     deviation = None
     if fit.template not in (None, "zero") and bool(ok.any()):
         e_ok, r_ok = ell_real[ok], rho_real[ok]
-        sample = torch.linspace(0, e_ok.numel() - 1, min(512, e_ok.numel()), device=dev).long()
-        pairs = [(e, r) for e, r in zip(e_ok[sample].tolist(), r_ok[sample].tolist()) if abs(e) > 1e-6]
-        worst_fit = max((abs(r - fit.predict(e)) / max(abs(r), abs(fit.predict(e)), 1e-12) for e, r in pairs),
-                        default=0.0)
+        sample = torch.linspace(0, e_ok.numel() - 1, min(128, e_ok.numel()), device=dev).long()
+        pairs = [(r, fit.predict(e)) for e, r in zip(e_ok[sample].tolist(), r_ok[sample].tolist()) if abs(e) > 1e-6]
+        worst_fit = max((abs(r - p) / max(abs(r), abs(p), 1e-12) for r, p in pairs), default=0.0)
         if worst_fit > 1e-5:
             notes.append(f"at the batch's own log-ratios the coefficient departs from the grid fit "
                          f"(relative error up to {worst_fit:.3g})")
@@ -208,8 +207,7 @@ def measure_batch(fn: Callable, args: Tuple, kwargs: Dict, policy: str, referenc
         coefficient=coefficient,
         principled=bool(fit.template == F.PRINCIPLED and fit.scale > 0 and placement in ("as_loss", "in_reward")),
         scale=None,
-        residual=fit.residual if fit.template is not None else (fit.alternatives[0][3] if fit.alternatives else
-                                                                  float("nan")),
+        residual=C.residual_of(fit),
         max_rel_deviation=deviation,
         template=fit.template,
         offset=0.0,

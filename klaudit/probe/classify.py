@@ -25,6 +25,9 @@ def templates() -> Dict[str, Callable[[float], float]]:
     return {k: v[0] for k, v in F.COEFFICIENTS.items()}
 
 
+_TEMPLATES = templates()
+
+
 @dataclass(frozen=True)
 class Fit:
     template: Optional[str]  # a COEFFICIENTS name, "zero" (no gradient), or None (unmatched)
@@ -39,7 +42,8 @@ class Fit:
     def predict(self, ell: float) -> float:
         if self.template in (None, "zero"):
             return 0.0
-        return self.scale * templates()[self.template](ell) + self.offset
+        f = _TEMPLATES.get(self.template) or templates()[self.template]
+        return self.scale * f(ell) + self.offset
 
 
 @dataclass
@@ -80,6 +84,13 @@ def classify(ells: Sequence[float], values: Sequence[float], fit_mask: Sequence[
     best = min(candidates, key=lambda c: (len(c.clamped) + len(c.deviating), c.res))
     return Fit(best.name, best.a, best.b, best.res, tuple(ranking[:4]), tuple(best.clamped),
                tuple(best.deviating), skipped)
+
+
+def residual_of(fit: Fit) -> float:
+    """The matched template's residual; for an unmatched coefficient, the closest template's."""
+    if fit.template is not None:
+        return fit.residual
+    return fit.alternatives[0][3] if fit.alternatives else float("nan")
 
 
 def _rank(pts, tpl, scale_ref: float):

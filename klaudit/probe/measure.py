@@ -22,6 +22,7 @@ measurement it makes a few more calls, each answering one question:
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
@@ -58,6 +59,8 @@ class Probe:
 
     def __init__(self, fn: Callable, policy, reference, old=None, kind: str = "auto",
                  dtype: torch.dtype = torch.float64, device=None, fixed: Optional[Dict[str, object]] = None):
+        fn, from_partial = _unbind_fills(fn)
+        fixed = {**from_partial, **dict(fixed or {})}
         self.fn = fn
         self.policy = S.as_source(policy)
         self.reference = S.as_source(reference)
@@ -218,17 +221,14 @@ class Probe:
         if main.reward_detached is False:
             notes.append("the rewards carry gradient (not detached): a policy-gradient surrogate on them adds a "
                          "term through the reward itself (THEORY P05); the coefficient above is the detached one")
-        if placement == "unknown" and fit.template not in (None, "zero"):
-            notes.append("the second derivative fits neither an as-loss term nor a detached coefficient")
-        scale = None if fit.template in (None,) else fit.scale * multiplier
+        scale = None if fit.template is None else fit.scale * multiplier
         coefficient = {"zero": "0", None: "unmatched"}.get(fit.template) or F.COEFFICIENTS[fit.template][1]
         return CoefficientReport(
             family=family.name if family else None,
             coefficient=coefficient,
             principled=bool(principled),
             scale=scale,
-            residual=fit.residual if fit.template is not None else (fit.alternatives[0][3] if fit.alternatives
-                                                                      else float("nan")),
+            residual=C.residual_of(fit),
             max_rel_deviation=_deviation(fit, ells, values, set(fit.clamped)),
             template=fit.template,
             offset=fit.offset * multiplier,
@@ -369,6 +369,17 @@ class Probe:
                     state[k][0] = m
         for (iv, side, _, _), (ok, cl) in zip(bounds, state):
             intervals[iv][side] = (ok + cl) / 2
+
+
+def _unbind_fills(fn: Callable):
+    """``functools.partial(f, mask=ones)``: the fills move to the probe's bindings (so they are shaped on
+    every call); other partial arguments stay bound."""
+    fills: Dict[str, object] = {}
+    while isinstance(fn, functools.partial) and any(isinstance(v, S.Fill) for v in fn.keywords.values()):
+        fills = {**{k: v for k, v in fn.keywords.items() if isinstance(v, S.Fill)}, **fills}
+        rest = {k: v for k, v in fn.keywords.items() if not isinstance(v, S.Fill)}
+        fn = functools.partial(fn.func, *fn.args, **rest) if (fn.args or rest) else fn.func
+    return fn, fills
 
 
 def _grads(loss: torch.Tensor, leaf: torch.Tensor, second: bool):

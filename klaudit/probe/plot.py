@@ -34,7 +34,8 @@ def plot_coefficient(rep, path: str) -> str:
         slope = F.SLOPES_AT_DELTA_ONE.get(rep.template)
         if slope:
             c0 = scale * f(0.0) + offset
-            ax.plot(deltas, [c0 + scale * slope * e for e in xs], "--", color="tab:green", label="-log(delta) (principled)")
+            ax.plot(deltas, [c0 + scale * slope * e for e in xs], "--", color="tab:green",
+                    label="-log(delta) (principled)")
     else:
         ax.plot(deltas, xs, "--", color="tab:green", label="-log(delta) (principled)")
     ax.set_xscale("log")

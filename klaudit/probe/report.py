@@ -41,6 +41,16 @@ class CoefficientReport:
     ``max_rel_deviation``: the largest |c - c_lin| / |c_lin - c_lin(0)| over the probed points with
     |ell| >= 0.1, where c_lin is the principled coefficient (affine in -log(delta)) that agrees with
     c to first order at delta = 1; None when c has no positive first-order term there.
+
+    Also: ``template`` (the COEFFICIENTS name, "zero" or None), ``placement`` (as_loss | in_reward),
+    ``aggregation``, ``clamped`` (ell intervals with zero gradient), ``deviating`` (probe points off the
+    family outside the fitting range), ``alternatives`` (every template with its residual),
+    ``masked`` (probe tokens of zero weight), ``ell_only`` (c depends on log(pi/pi_ref) alone),
+    ``per_token`` (a token's c depends on its own log-ratio only), ``tracks`` and ``is_weight``
+    (with ``old=``: whether c follows logp - ref or old - ref, and the importance weight measured
+    with old = logp - 0.3), ``second_derivative`` (d2L/dlogp2 near delta = 1, per unit weight),
+    ``reward_detached``, ``notes``, the probed ``ells`` and the ``measured`` coefficients; for
+    ``wrap`` reports, ``observed`` (range of ell in the batch) and ``step``.
     """
 
     family: Optional[str]
@@ -106,9 +116,9 @@ class CoefficientReport:
                          "matches no coefficient family")
         else:
             agg = "" if self.aggregation in ("unknown", "") else f", {self.aggregation}"
+            where = PLACEMENT_WORDS.get(self.placement, "in an unknown placement")
             head = f"behaves like {self.words}" if self.family else \
-                f"coefficient template {self.template} {PLACEMENT_WORDS.get(self.placement, 'in an unknown placement')} " \
-                f"(no named family)"
+                f"coefficient template {self.template} {where} (no named family)"
             offset = f", offset {_num(self.offset)}" \
                 if abs(self.offset) > 1e-9 * max(1.0, abs(self.scale or 0.0)) else ""
             if self.scale is None:

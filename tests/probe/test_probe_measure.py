@@ -319,3 +319,15 @@ def test_fill_markers_follow_the_probe_shape():
     assert tuple(ones.make(shape).shape) == (2, 7)
     assert tuple(per_sequence(0.0).make(shape).shape) == (2,)
     assert full(3, "long").make(shape).dtype == torch.long
+
+
+def test_fills_bound_with_functools_partial():
+    from functools import partial
+
+    def my_loss(logp, ref_logp, advantages, mask, beta=0.04):
+        pg = -advantages * logp
+        return ((pg + beta * k3(logp, ref_logp)) * mask).sum() / mask.sum()
+
+    rep = measure(partial(my_loss, advantages=zeros, mask=ones, beta=0.5), policy="logp", reference="ref_logp")
+    assert rep.family == "k3_loss" and rep.scale == pytest.approx(0.5, rel=1e-9)
+    assert rep.aggregation == "mean over tokens"  # the fills followed the doubled shapes

@@ -22,7 +22,8 @@ from klaudit.derive import families as F  # noqa: E402
 from klaudit.probe import autobind, logits, measure, model  # noqa: E402
 from klaudit.probe.errors import ProbeError  # noqa: E402
 
-FILES = sorted(glob.glob(os.path.join(FIXTURES, "textbook", "*.py")) + glob.glob(os.path.join(FIXTURES, "probe", "*.py")))
+FILES = sorted(glob.glob(os.path.join(FIXTURES, "textbook", "*.py"))
+               + glob.glob(os.path.join(FIXTURES, "probe", "*.py")))
 POLICY_NAMES = ("logp", "logprobs", "log_probs", "logprob", "per_token_logps", "policy_logprobs")
 
 
