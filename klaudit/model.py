@@ -44,6 +44,7 @@ class Variant:
     chain: Tuple[Tuple[Loc, str], ...] = ()  # helper call sites and the definition, with their functions
     context: Optional[Loc] = None  # for a helper's term: the call site this version is judged at
     placement_loc: Optional[Loc] = None
+    flipped: bool = False  # default only once a switch that is off by default is turned on
 
     def verdict(self) -> str:
         return principled_text(self.derivation, self.placement)

@@ -82,6 +82,10 @@ def model_role(name: str) -> Optional[str]:
     if not toks:
         return None
     s = set(toks)
+    if s & {"loss", "fn", "func", "function", "kl", "reward", "metric", "metrics", "optimizer", "optim", "scheduler",
+            "config", "tokenizer", "processor", "fn_", "head", "value", "critic", "ctl", "ctrl", "controller",
+            "scaler", "engine", "group", "groups", "wrapper", "path", "name", "names", "type", "dtype", "device"}:
+        return None
     if s & TEACHER_TOKENS:
         return "teacher"
     if s & {"ref", "reference", "initial", "init", "frozen", "sft", "prior"}:

@@ -31,11 +31,14 @@ class Component:
     dead: bool = False  # under an option that raises first
     at: Optional[object] = None  # location of the tuple/list item or wrapper the value was written as
     placed_inside: bool = False  # a helper on its path already placed it in a loss/reward it returns
+    cscale: float = 1.0  # numeric constants that multiplied it (0.5 in 0.5 * ell**2): part of its value
 
     def full(self) -> Expr:
         from .roles import collapse_choices
 
         core = collapse_choices(self.core) if any(isinstance(n, Choice) for n in ir.walk(self.core)) else self.core
+        if self.cscale != 1.0:
+            core = Op("mul", (Const(self.cscale), core))
         return ir.sg(core) if self.detached else core
 
 
@@ -217,19 +220,26 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
             kl_factors = []
             w = list(weights)
             s = sign
+            cs = 1.0
             for f in e.args:
                 if _is_weight(f):
                     if weight_sign(f) < 0:
                         s = -s
+                    if isinstance(f, Const) and f.value != 0:
+                        cs *= abs(f.value)
                     w.append(f)
                 else:
                     kl_factors.append(f)
             if len(kl_factors) == 1:
                 f0 = kl_factors[0]
+                n0 = len(comps)
                 if isinstance(f0, Leaf) and f0.loc is None and e.loc is not None:
                     _leaf(f0, s, vias, conds, detached, agg, tuple(w), names, comps, others, at=e.loc)
-                    return
-                _split(f0, s, vias, conds, detached, agg, tuple(w), names, comps, others, d)
+                else:
+                    _split(f0, s, vias, conds, detached, agg, tuple(w), names, comps, others, d)
+                if cs != 1.0:
+                    for c in comps[n0:]:
+                        c.cscale *= cs
                 return
             if not kl_factors:
                 others.append(Other(sign, e, _kind_of(e, names)))

@@ -40,9 +40,18 @@ def _build(items) -> M.KLTerm:
         contexts.append(M.Variant(
             options=(("called at", f"{t.loc.path}:{t.loc.line}"),) + tuple(v.options), loc=v.loc,
             derivation=v.derivation, placement=v.placement, is_default=v.is_default, reachable=v.reachable,
-            context=t.loc, placement_loc=v.placement_loc,
+            context=t.loc, placement_loc=v.placement_loc, flipped=v.flipped,
         ))
     live = [c for c in contexts if c.is_default is not False]
+    placed = [c for c in live if c.placement != M.UNKNOWN]
+    if placed:
+        live = placed  # callers that put the value somewhere decide; the helper's own view does not
+    # the helper under the shipped defaults: contexts active without turning any switch on come first
+    strict = [c for c in live if not c.flipped]
+    if strict:
+        contexts = [c if (c in strict or c.is_default is False) else dataclasses.replace(c, is_default=False)
+                    for c in contexts]
+        live = strict
     pool = live or contexts
     best = max(pool, key=lambda c: M.PRECEDENCE.get(c.placement, 0))
     kinds = sorted({c.placement for c in pool if c.placement != M.UNKNOWN})

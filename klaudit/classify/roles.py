@@ -179,6 +179,13 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
             if op == "named":
                 name = str(x.args[0].value)
                 v = x.args[1]
+                base = v.args[0] if isinstance(v, Op) and v.op == "sg" else v
+                if isinstance(base, Leaf) and base.role.startswith("logits:") and vocab.logp_role(name):
+                    # a model's output named as log-probs: the model says whose
+                    role = base.role.split(":", 1)[1]
+                    leaf = Leaf(role, name, False if base is not v else base.grad,
+                                f"`{name}` returned by the {role} model", "high", base.loc)
+                    return Op("named", (x.args[0], leaf), x.loc)
                 if _informative(v):
                     return x
                 grad = False if (isinstance(v, Op) and v.op == "sg") else None

@@ -345,7 +345,7 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
     vtuple = tuple(
         M.Variant(options=v["opts"], loc=v["rec"]["dloc"], derivation=v["d"], placement=v["pl"].kind,
                   is_default=v["is_default"], reachable=not v["rec"]["dead_all"], chain=_chain(v["rec"]["comp"]),
-                  placement_loc=v["pl"].loc)
+                  placement_loc=v["pl"].loc, flipped=bool(flipped) and v["is_default"] is not False)
         for v in sorted(variants, key=lambda v: (v["rec"]["dloc"].path, v["rec"]["dloc"].line, v["rec"]["dloc"].col))
     )
     c: Component = main["rec"]["comp"]
