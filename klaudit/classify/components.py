@@ -32,6 +32,7 @@ class Component:
     at: Optional[object] = None  # location of the tuple/list item or wrapper the value was written as
     placed_inside: bool = False  # a helper on its path already placed it in a loss/reward it returns
     cscale: float = 1.0  # numeric constants that multiplied it (0.5 in 0.5 * ell**2): part of its value
+    coef_loc: Optional[object] = None  # where a coefficient (beta, kl_ctl.value) first multiplied it
 
     def full(self) -> Expr:
         from .roles import collapse_choices
@@ -81,6 +82,15 @@ def logp_keys(e: Expr) -> frozenset:
         if isinstance(n, Leaf) and (n.role in LOGP_LIKE or n.role.startswith(ir.DIST) or n.role == "kl"):
             out.add((n.role, n.key))
     return frozenset(out)
+
+
+def _is_coefficient(e: Expr) -> bool:
+    while isinstance(e, Op) and e.op in ("mul", "sg", "named") and e.args:
+        inner = [a for a in e.args if not isinstance(a, Const)]
+        if not inner:
+            return False
+        e = inner[-1]
+    return isinstance(e, (ir.Scale, ir.Ref, ir.Opaque))
 
 
 def weight_sign(e: Expr) -> int:
@@ -237,9 +247,12 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
                     _leaf(f0, s, vias, conds, detached, agg, tuple(w), names, comps, others, at=e.loc)
                 else:
                     _split(f0, s, vias, conds, detached, agg, tuple(w), names, comps, others, d)
-                if cs != 1.0:
-                    for c in comps[n0:]:
+                has_coef = any(_is_coefficient(x) for x in w[len(weights):])
+                for c in comps[n0:]:
+                    if cs != 1.0:
                         c.cscale *= cs
+                    if has_coef and e.loc is not None:
+                        c.coef_loc = e.loc  # the outermost multiplication is seen last
                 return
             if not kl_factors:
                 others.append(Other(sign, e, _kind_of(e, names)))

@@ -43,7 +43,10 @@ def event_placement(ev: Event, fs: FunctionSummary, comp: Component, others: Lis
     csign = comp.sign * (-1 if ev.aug == "-" else 1)
     kinds = {o.kind for o in others}
     tgt = ev.target
-    loc = ev.loc
+    # where the value enters the reward or loss: the line that scales it by its coefficient when
+    # that is in this function, else the statement that receives it
+    loc = comp.coef_loc if comp.coef_loc is not None and comp.coef_loc.path == ev.loc.path and \
+        ev.kind in (ASSIGN, STORE, RETURN) else ev.loc
     if ev.kind == BACKWARD:
         return M.Placement(M.AS_LOSS, loc, csign, "back-propagated", tgt)
     if ev.kind == METRIC:

@@ -150,8 +150,18 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
                     return Leaf(f"logits:{role}", f"logits@{x.loc.line if x.loc else 0}", None,
                                 "model output", "high", x.loc)
                 return Opaque("model-output")
+            if op in ("logsoftmax", "softmax", "gather"):
+                base, detached = _peel(x.args[0])
+                if isinstance(base, ir.Choice):
+                    ch = base.rebuild(tuple(fn(Op(op, (b,), x.loc)) or Op(op, (b,), x.loc) for b in base.children()))
+                    return ir.sg(ch) if detached else ch
             if op == "logsoftmax":
                 a = x.args[0]
+                base, detached = _peel(a)
+                if isinstance(base, Leaf) and base.role.startswith("logits:"):
+                    role = base.role.split(":", 1)[1]
+                    leaf = Leaf(ir.DIST + role, base.key, base.grad, "log-softmax of model logits", "high", base.loc)
+                    return ir.sg(leaf) if detached else leaf
                 base = a.args[0] if isinstance(a, Op) and a.op == "sg" else a
                 if isinstance(base, Leaf) and base.role.startswith("logits:"):
                     role = base.role.split(":", 1)[1]
@@ -168,6 +178,11 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
                 return x
             if op == "gather":
                 a = x.args[0]
+                base, detached = _peel(a)
+                if isinstance(base, Leaf) and base.role.startswith(ir.DIST):
+                    role = base.role[len(ir.DIST):]
+                    leaf = Leaf(role, base.key, base.grad, "model log-probs at sampled tokens", "high", base.loc)
+                    return ir.sg(leaf) if detached else leaf
                 base = a.args[0] if isinstance(a, Op) and a.op == "sg" else a
                 if isinstance(base, Leaf) and base.role.startswith(ir.DIST):
                     role = base.role[len(ir.DIST):]
@@ -186,6 +201,13 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
                     leaf = Leaf(role, name, False if base is not v else base.grad,
                                 f"`{name}` returned by the {role} model", "high", base.loc)
                     return Op("named", (x.args[0], leaf), x.loc)
+                outer = vocab.logp_role(name)
+                if outer is not None:
+                    inner = _name_only_leaf(v)
+                    if inner is not None and inner.role != outer[0]:
+                        # a role that only a name inside a helper gave: the name it is stored under here wins
+                        return Op("named", (x.args[0], _wrap_like(v, Leaf(outer[0], name, inner.grad,
+                                                                          f"named `{name}`", outer[1], x.loc))), x.loc)
                 if _informative(v):
                     return x
                 grad = False if (isinstance(v, Op) and v.op == "sg") else None
@@ -229,6 +251,34 @@ def _informative(v: Expr) -> bool:
     if isinstance(base, Op) and base.op == "where":
         return True
     return False
+
+
+def _peel(a: Expr):
+    """Look through names, locations, calls and stop-gradients: (the tensor, was it detached)."""
+    detached = False
+    while True:
+        if isinstance(a, Op) and a.op in ("named", "at", "sg"):
+            detached |= a.op == "sg"
+            a = a.args[-1]
+        elif isinstance(a, ir.Via):
+            a = a.expr
+        else:
+            return a, detached
+
+
+def _name_only_leaf(v: Expr) -> Optional[Leaf]:
+    """The single log-prob leaf a value reduces to, when its role came from a name only."""
+    base = v
+    while True:
+        if isinstance(base, Op) and base.op in ("sg", "named", "at"):
+            base = base.args[-1]
+        elif isinstance(base, ir.Via):
+            base = base.expr
+        else:
+            break
+    if isinstance(base, Leaf) and base.role in ir.LOGP_ROLES and base.why.startswith("named"):
+        return base
+    return None
 
 
 def unwrap_named(e: Expr) -> Expr:

@@ -115,7 +115,7 @@ class Lifter:
             if s is not None:
                 return s
             if e.role == ir.MASK:
-                return sp.Symbol("mask", positive=True)
+                return sp.Integer(1)  # the estimator on the tokens the mask keeps
             self.unknowns += 1
             return sp.Symbol(f"u_{_clean(e.key)}", real=True)
         if isinstance(e, ir.Ref) and e.kind == "config":

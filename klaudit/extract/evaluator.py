@@ -470,10 +470,10 @@ class Evaluator:
     def loop(self, node) -> None:
         if isinstance(node, cst.For):
             it = self.ev(node.iter)
-            elem = Opaque("loopvar")
             if isinstance(it, Struct) and it.items:
-                elem = it.items[0][1]
-            self.assign(node.target, elem, node.iter)
+                self.assign(node.target, it.items[0][1], node.iter)
+            else:
+                self.bind_element(node.target, it)
         else:
             self.ev_quiet(node.test)
         saved_term = self.terminated
@@ -639,7 +639,9 @@ class Evaluator:
             return v
         if isinstance(node, cst.Await):
             return self.ev(node.expression)
-        if isinstance(node, (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)):
+        if isinstance(node, (cst.ListComp, cst.GeneratorExp, cst.SetComp)):
+            return self.comprehension(node)
+        if isinstance(node, cst.DictComp):
             return Opaque("comprehension")
         if isinstance(node, cst.Lambda):
             return Opaque("lambda")
@@ -650,6 +652,36 @@ class Evaluator:
         if isinstance(node, cst.StarredElement):
             return self.ev(node.value)
         return Opaque(type(node).__name__)
+
+    def comprehension(self, node) -> Expr:
+        """``[f(x) for x in xs]``: the per-element value f(x), with x standing for an element of xs
+        (a slice of a batch keeps its tokens' values)."""
+        saved = dict(self.env)
+        try:
+            comp = node.for_in
+            while comp is not None:
+                it = self.ev(comp.iter)
+                self.bind_element(comp.target, it)
+                comp = comp.inner_for_in
+            return self.ev(node.elt)
+        finally:
+            self.env = saved
+
+    def bind_element(self, target, it: Expr) -> None:
+        if isinstance(it, Op) and it.op.startswith("fn:") and it.op[3:] in ("enumerate", "zip") and \
+                isinstance(target, (cst.Tuple, cst.List)):
+            elems = [e.value for e in target.elements]
+            parts = list(it.args)
+            if it.op == "fn:enumerate":
+                parts = [Opaque("index")] + parts
+            for el, part in zip(elems, parts):
+                self.bind_element(el, part)
+            return
+        if isinstance(target, cst.Name):
+            self.env[target.value] = it if is_tensorish(it) else Opaque("element")
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self.bind_element(el.value, Opaque("element"))
 
     def name(self, name: str, node) -> Expr:
         if name in self.env:
@@ -923,6 +955,10 @@ class Evaluator:
                 return Op("getattr", (args[0], args[1]), loc)
             if b == "super":
                 return Ref("super", self.class_qual or "")
+            if b in ("enumerate", "zip", "reversed", "list", "tuple", "sorted", "iter") and args:
+                if b in ("list", "tuple", "reversed", "sorted", "iter") and len(args) == 1:
+                    return args[0]
+                return Op(f"fn:{b}", tuple(args), loc)
             if b in ("print",):
                 return Opaque("print")
             return Opaque(b)
