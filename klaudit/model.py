@@ -122,13 +122,22 @@ def coefficient_text(d: Derivation, placement: str) -> str:
     return "unknown"
 
 
+def effective_sign(d: Derivation, placement: str, sign: int = 1) -> int:
+    """+1 when the term penalises the divergence: the syntactic sign (reward minus, loss plus) times
+    the sign of the derived coefficient (``ref - logp`` is a negated k1)."""
+    scale = d.reward_scale if placement == IN_REWARD else d.loss_scale
+    if scale == 0:
+        return 0
+    return sign if scale > 0 else -sign
+
+
 def is_principled(d: Derivation, placement: str, sign: int = 1) -> bool:
-    if sign < 0:
-        return False
     if placement == IN_REWARD:
-        return d.reward_principled() if d.anchor in ("ref", "teacher") else False
+        return d.anchor in ("ref", "teacher") and d.reward_family == "ell" and effective_sign(d, placement, sign) > 0
     if placement == AS_LOSS:
-        return d.loss_principled()
+        if d.kind == "full":
+            return d.loss_family == "ell" and sign > 0
+        return d.loss_family == "ell" and effective_sign(d, placement, sign) > 0
     return False
 
 

@@ -204,7 +204,7 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
                 outer = vocab.logp_role(name)
                 if outer is not None:
                     inner = _name_only_leaf(v)
-                    if inner is not None and inner.role != outer[0]:
+                    if inner is not None and (inner.role != outer[0] or inner.key != name):
                         # a role that only a name inside a helper gave: the name it is stored under here wins
                         return Op("named", (x.args[0], _wrap_like(v, Leaf(outer[0], name, inner.grad,
                                                                           f"named `{name}`", outer[1], x.loc))), x.loc)
@@ -267,18 +267,15 @@ def _peel(a: Expr):
 
 
 def _name_only_leaf(v: Expr) -> Optional[Leaf]:
-    """The single log-prob leaf a value reduces to, when its role came from a name only."""
-    base = v
-    while True:
-        if isinstance(base, Op) and base.op in ("sg", "named", "at"):
-            base = base.args[-1]
-        elif isinstance(base, ir.Via):
-            base = base.expr
-        else:
-            break
-    if isinstance(base, Leaf) and base.role in ir.LOGP_ROLES and base.why.startswith("named"):
-        return base
-    return None
+    """A log-prob leaf standing for ``v`` when every log-prob in ``v`` got its role from a name
+    only (inside a helper, say) and they all agree: the name ``v`` is stored under here is closer."""
+    logps = [n for n in ir.walk(v) if isinstance(n, Leaf) and (n.role in ir.LOGP_ROLES or n.role == "kl"
+                                                                or n.role.startswith(ir.DIST))]
+    if not logps or not all(n.why.startswith("named") or n.why == "parameter" for n in logps):
+        return None
+    if len({(n.role, n.key) for n in logps}) != 1:
+        return None
+    return logps[0]
 
 
 def unwrap_named(e: Expr) -> Expr:

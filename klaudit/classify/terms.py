@@ -316,7 +316,7 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
             # a value merely named like a KL: a term only where it enters a reward or a loss
             is_kl = pl_kind in (M.AS_LOSS, M.IN_REWARD)
         else:
-            is_kl = (d.kind in ("estimator", "full") or (d.kind == "surrogate" and (d.loss_principled() or named_kl))
+            is_kl = (d.kind in ("estimator", "full") or (d.kind == "surrogate" and (d.loss_family == "ell" or named_kl))
                      or (named_kl and d.anchor != ""))
         if is_kl and pl_kind == M.UNKNOWN and not named_kl and d.estimator in ("k1", "unknown"):
             # a bare log-ratio that goes nowhere we can see (a DPO implicit reward, a helper's

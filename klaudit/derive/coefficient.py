@@ -205,6 +205,10 @@ def _derive(key: str, core: ir.Expr) -> Derivation:
         if m is not None and m[0] not in ("zero",):
             rfam, rscale = m[0], m[1]
             rcoef = F.COEFFICIENTS[m[0]][1] if m[0] in F.COEFFICIENTS else ""
+    if est == "unknown" and anchor in ("ref", "teacher"):
+        full = _token_full(sp, E, S, A)
+        if full is not None:
+            return full.__class__(**{**full.__dict__, "key": key})
     kind = "estimator" if est != "unknown" else ("surrogate" if loss_family not in ("unknown",) else "none")
     if kind == "surrogate" and vals is None:
         est = "k1" if loss_family == F.PRINCIPLED else "unknown"
@@ -217,6 +221,30 @@ def _derive(key: str, core: ir.Expr) -> Derivation:
         is_weight=is_weight, has_clamp=bool(has_clamp), verified=bool(vverified or cverified),
         note="; ".join(notes), derivative=derivative,
     )
+
+
+def _token_full(sp, E, S, A) -> Optional[Derivation]:
+    """sum_v pi(v) (log pi(v) - log q(v)) written on tensors whose vocabulary axis the names hid."""
+    V = S.strip_stopgrad(E)
+    P = S.LOGP
+    anchor = "ref" if A == S.REF else "teacher"
+    for form, direction in ((sp.exp(P) * (P - A), "reverse"), (sp.exp(A) * (A - P), "forward")):
+        try:
+            ratio = sp.simplify(V / form)
+        except Exception:
+            continue
+        if ratio.is_number and ratio != 0:
+            principled = direction == "reverse" and ratio > 0
+            return Derivation(
+                key="", kind="full", estimator="full", value_scale=float(ratio), anchor=anchor, sampler="policy",
+                direction=direction, expression=_pretty(sp, E, S),
+                value_form="sum over the vocabulary of p(v) * log-ratio",
+                loss_family=F.PRINCIPLED if principled else "fkl", loss_scale=float(ratio) if principled else 0.0,
+                loss_coefficient="exact reverse-KL gradient (no sampling)" if principled else
+                "exact forward-KL gradient (no sampling)", verified=True,
+                reward_family="state_function", reward_coefficient="KL(s_t) (a state function)",
+            )
+    return None
 
 
 def _derive_full(key, E, free, S) -> Derivation:

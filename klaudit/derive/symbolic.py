@@ -159,6 +159,9 @@ class Lifter:
             return self.lift(e.args[1])
         if op == "at":
             return self.lift(e.args[0])
+        if op == "where":
+            # torch.where(mask, x, fallback): the value on the tokens that count
+            return self.lift(e.args[0])
         if op == "clamp":
             x = self.lift(e.args[0])
             lo = self.lift(e.args[1]) if not _is_none(e.args[1]) else -sp.oo

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..model import AS_LOSS, IN_REWARD, KLTerm
+from ..model import AS_LOSS, IN_REWARD, KLTerm, effective_sign
 from .base import Hit, Project, conditional_text, confidence_text, default_variant_text, penalises_reference
 
 
@@ -19,9 +19,9 @@ def _use(t: KLTerm) -> str:
 
 def k1_as_loss(t: KLTerm, p: Project) -> Iterable[Hit]:
     d = t.derivation
-    if t.placement.kind != AS_LOSS or not penalises_reference(t) or t.placement.sign < 0:
+    if t.placement.kind != AS_LOSS or not penalises_reference(t):
         return
-    if d.loss_family == "const" and d.loss_scale > 0 and not d.grad_free:
+    if d.loss_family == "const" and effective_sign(d, AS_LOSS, t.placement.sign) > 0 and not d.grad_free:
         yield Hit(
             "k1 estimator (log pi - log pi_ref) differentiated as a loss: its gradient coefficient is the "
             "constant 1, so the expected gradient is zero and nothing pulls the policy toward the reference "
@@ -32,9 +32,9 @@ def k1_as_loss(t: KLTerm, p: Project) -> Iterable[Hit]:
 
 def k3_as_loss(t: KLTerm, p: Project) -> Iterable[Hit]:
     d = t.derivation
-    if t.placement.kind != AS_LOSS or not penalises_reference(t) or t.placement.sign < 0:
+    if t.placement.kind != AS_LOSS or not penalises_reference(t):
         return
-    if d.loss_family == "one_minus_delta" and d.loss_scale > 0:
+    if d.loss_family == "one_minus_delta" and effective_sign(d, AS_LOSS, t.placement.sign) > 0:
         yield Hit(
             "k3 estimator differentiated as a loss: gradient coefficient 1 - delta (delta = pi_ref/pi) instead of "
             "-log(delta); they agree only to first order, on-policy its expectation is the forward-KL gradient "
@@ -46,9 +46,9 @@ def k3_as_loss(t: KLTerm, p: Project) -> Iterable[Hit]:
 
 def non_k1_in_reward(t: KLTerm, p: Project) -> Iterable[Hit]:
     d = t.derivation
-    if t.placement.kind != IN_REWARD or not penalises_reference(t) or t.placement.sign < 0:
+    if t.placement.kind != IN_REWARD or not penalises_reference(t):
         return
-    if d.reward_scale <= 0:
+    if effective_sign(d, IN_REWARD, t.placement.sign) <= 0:
         return
     names = {"half_ell_sq": ("k2", "log(delta)**2 / 2", "E[k2] - KL(pi || pi_ref)"),
              "k3_value": ("k3", "delta - 1 - log(delta)", "KL(pi || pi_ref) - KL(pi_ref || pi)"),
