@@ -257,6 +257,7 @@ class Call(Expr):
     kwargs: Tuple[Tuple[str, Expr], ...]
     loc: Optional[Loc] = None
     display: str = ""
+    kwlocs: Tuple[Tuple[str, Loc], ...] = ()  # where each keyword argument is written
 
     def children(self) -> Tuple[Expr, ...]:
         return self.args + tuple(v for _, v in self.kwargs)
@@ -266,7 +267,7 @@ class Call(Expr):
             return self
         n = len(self.args)
         kw = tuple((k, c) for (k, _), c in zip(self.kwargs, children[n:]))
-        return Call(self.target, children[:n], kw, self.loc, self.display)
+        return Call(self.target, children[:n], kw, self.loc, self.display, self.kwlocs)
 
 
 @dataclass(frozen=True, slots=True)

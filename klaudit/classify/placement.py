@@ -57,6 +57,11 @@ def event_placement(ev: Event, fs: FunctionSummary, comp: Component, others: Lis
     # that is in this function, else the statement that receives it
     loc = comp.coef_loc if comp.coef_loc is not None and comp.coef_loc.path == ev.loc.path and \
         ev.kind in (ASSIGN, STORE, RETURN) else ev.loc
+    for nm in comp.names:
+        if nm.startswith("@") and ":" in nm:
+            kind, where = nm[1:].split(":", 1)
+            sign = -csign if kind == M.IN_REWARD else csign
+            return M.Placement(kind, ev.loc, sign, f"inside {where}", where)
     if ev.kind == BACKWARD:
         return M.Placement(M.AS_LOSS, loc, csign, "back-propagated", tgt)
     if ev.kind == METRIC:

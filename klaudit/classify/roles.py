@@ -48,6 +48,10 @@ def leaf_from_name(name: str, loc=None, grad: Optional[bool] = None, why: str = 
     if r is not None:
         role, conf = r
         return Leaf(role, name, grad, f"named `{name}`", conf, loc)
+    toks = vocab.tokens(name)
+    if "logits" in toks or "logit" in toks:
+        role = vocab.anchor_role(toks) or ir.POLICY
+        return Leaf(f"logits:{role}", name, grad, f"named `{name}`", "medium", loc)
     if vocab.is_mask_name(name):
         return Leaf(ir.MASK, name, False, f"named `{name}`", "medium", loc)
     if vocab.is_kind(name, vocab.SCALE_TOKENS) or (vocab.is_kl_name(name) and vocab.is_kind(
@@ -181,12 +185,12 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
                 base, detached = _peel(a)
                 if isinstance(base, Leaf) and base.role.startswith(ir.DIST):
                     role = base.role[len(ir.DIST):]
-                    leaf = Leaf(role, base.key, base.grad, "model log-probs at sampled tokens", "high", base.loc)
+                    leaf = Leaf(role, f"logp({base.key})", base.grad, "model log-probs at sampled tokens", "high", base.loc)
                     return ir.sg(leaf) if detached else leaf
                 base = a.args[0] if isinstance(a, Op) and a.op == "sg" else a
                 if isinstance(base, Leaf) and base.role.startswith(ir.DIST):
                     role = base.role[len(ir.DIST):]
-                    return _wrap_like(a, Leaf(role, base.key, base.grad, "model log-probs at sampled tokens",
+                    return _wrap_like(a, Leaf(role, f"logp({base.key})", base.grad, "model log-probs at sampled tokens",
                                               "high", base.loc))
                 return a
             if op == "log" and isinstance(x.args[0], Op) and x.args[0].op == "exp":

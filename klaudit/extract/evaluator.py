@@ -972,7 +972,8 @@ class Evaluator:
             if mod == "" and fn in ("print",):
                 return Opaque(fn)
             # a function of the linted tree (or an unknown library): the linker decides
-            return Call((q,), tuple(args), tuple(kwargs), loc, fname or q)
+            kwlocs = tuple((a.keyword.value, self.ctx.loc(a)) for a in node.args if a.keyword is not None)
+            return Call((q,), tuple(args), tuple(kwargs), loc, fname or q, kwlocs)
         if isinstance(fval, Ref) and fval.kind == "model":
             return Op("fn:model", (fval,), loc)
         if isinstance(fval, Ref) and fval.kind == "super":

@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import ir
 from .. import vocabulary as vocab
+from . import external
 from ..extract.summary import STORE, FunctionSummary, ModuleSummary
 from ..ir import Call, Choice, Cond, Const, Expr, Lit, Op, Opaque, OptionKey, Param, Ref, Struct, Via
 
@@ -211,9 +212,51 @@ class Linker:
             return Opaque("too-large")
         return out
 
+    def _external(self, call: Call, fs: FunctionSummary) -> Optional[Expr]:
+        """A library API with a model (see ``external``): its KL, built at the call site."""
+        for t in call.target:
+            if t.startswith(("method:", "super:")):
+                cls, _, meth = t.split(":", 1)[1].rpartition(".")
+                v = self.class_attr(cls, meth)
+                if isinstance(v, Call):
+                    v = self._external_object(v)
+                if isinstance(v, Ref) and v.kind == "external":
+                    return external.OBJECTS[v.name](call)
+                for c in self.mro(cls) + self._external_bases(cls):
+                    b = external.method(c, meth)
+                    if b is not None:
+                        return b(call)
+                continue
+            b = external.function(t)
+            if b is not None:
+                return b(call)
+            obj = self._external_object(call)
+            if obj is not None:
+                return obj
+        return None
+
+    def _external_object(self, call: Call) -> Optional[Expr]:
+        for t in call.target:
+            q = external.object_class(t)
+            if q is not None:
+                return Ref("external", q)
+        return None
+
+    def _external_bases(self, cls: str) -> List[str]:
+        out = []
+        for c in self.mro(cls):
+            cs = self.find_class(c)
+            for b in (cs.bases if cs else ()):
+                if self.find_class(b) is None:
+                    out.append(b)
+        return out
+
     def _call(self, call: Call, fs: FunctionSummary, depth: int) -> Optional[Expr]:
         f = self.target(call, fs)
         if f is None:
+            ext = self._external(call, fs)
+            if ext is not None:
+                return ext
             cls = None
             for t in call.target:
                 if not t.startswith(("method:", "super:")):
@@ -366,8 +409,9 @@ def _add_suffixes(index: Dict[str, List[str]], q: str) -> None:
 
 
 def _informative_attr(v: Expr) -> bool:
-    return isinstance(v, (Lit, Const)) or (isinstance(v, Ref) and v.kind in ("config", "model")) or \
-        (isinstance(v, Op) and v.op == "fn:model")
+    return isinstance(v, (Lit, Const)) or (isinstance(v, Ref) and v.kind in ("config", "model", "external")) or \
+        (isinstance(v, Op) and v.op == "fn:model") or \
+        (isinstance(v, Call) and any(external.object_class(t) for t in v.target))
 
 
 def _flow_value(raw: Expr, conc: Expr) -> Optional[Expr]:
