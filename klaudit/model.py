@@ -94,6 +94,10 @@ class KLTerm:
     chain: Tuple[Tuple[Loc, str], ...] = ()  # helpers the value came through: (location, function)
     callers: Tuple[Loc, ...] = ()  # for a helper's term: the call sites that decide its placement
     report_at_use: bool = False  # findings go where the value is used (a KL taken out of a returned tuple)
+    masked: bool = False  # a token mask weights it (in the estimator or its aggregation)
+    agg: str = "none"  # none | sum | mean | token-mean (sum divided by a token count)
+    live_grad: Tuple[str, ...] = ()  # roles whose log-probs carry gradient here (from a forward pass, not detached)
+    st_mismatch: bool = False  # straight-through form whose value and gradient read different tensors
 
     @property
     def estimator(self) -> str:

@@ -33,6 +33,7 @@ class Component:
     placed_inside: bool = False  # a helper on its path already placed it in a loss/reward it returns
     cscale: float = 1.0  # numeric constants that multiplied it (0.5 in 0.5 * ell**2): part of its value
     coef_loc: Optional[object] = None  # where a coefficient (beta, kl_ctl.value) first multiplied it
+    mean: bool = False  # an average (not a sum) over tokens on the way
 
     def full(self) -> Expr:
         from .roles import collapse_choices
@@ -220,7 +221,11 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
             _split(e.args[0], sign, vias, conds, True, agg, weights, names, comps, others, d)
             return
         if op == "agg":
+            n0 = len(comps)
             _split(e.args[0], sign, vias, conds, detached, True, weights, names, comps, others, d)
+            if len(e.args) > 1:
+                for c in comps[n0:]:
+                    c.mean = True
             return
         if op == "where":
             for a in e.args:

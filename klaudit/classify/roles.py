@@ -151,8 +151,9 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
             if op == "fn:model":
                 role = _model_role(x.args[0])
                 if role:
-                    return Leaf(f"logits:{role}", f"logits@{x.loc.line if x.loc else 0}", None,
-                                "model output", "high", x.loc)
+                    # a forward pass outside no_grad carries gradient (a no_grad one is wrapped in sg)
+                    return Leaf(f"logits:{role}", f"logits@{x.loc.line if x.loc else 0}", True,
+                                "model forward pass", "high", x.loc)
                 return Opaque("model-output")
             if op in ("logsoftmax", "softmax", "gather"):
                 base, detached = _peel(x.args[0])
@@ -224,7 +225,8 @@ def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
             targs = [a for a in x.children() if not isinstance(a, (Lit, Ref, Const))]
             if targs and is_aggregator(short):
                 rest = [Op("fn:aggweight", (a,)) for a in targs[1:2]]
-                return Op("agg", (ir.mul(targs[0], *rest) if rest else targs[0],), x.loc)
+                return Op("agg", (ir.mul(targs[0], *rest) if rest else targs[0],)
+                          + ((Lit("mean"),) if "mean" in short else ()), x.loc)
             return Op(f"fn:{name}", tuple(a for a in x.children() if not isinstance(a, (Lit, Ref))), x.loc)
         return None
 

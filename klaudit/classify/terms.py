@@ -114,6 +114,8 @@ def function_context(fs: FunctionSummary, values: List[Expr]) -> Tuple[str, ...]
                     ctx.add("ppo_ratio")
             if isinstance(n, Leaf) and n.role == ir.OLD:
                 ctx.add("old_logp")
+            if isinstance(n, Leaf) and n.role == ir.MASK:
+                ctx.add("mask")
     return tuple(sorted(ctx))
 
 
@@ -373,9 +375,79 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         definition=main["rec"]["dloc"] if c.vias else None, via=via, variants=vtuple if len(vtuple) > 1 or klist else (),
         defaults=dsrc, confidence=conf, roles=roles, detached=detached,
         chain=_chain(c), report_at_use=bool(c.vias) and c.vias[0].part is not None,
+        masked=_masked(c), agg=_agg(c), live_grad=_live_grad(c.core, c.detached), st_mismatch=_st_mismatch(c.core),
         aggregation="aggregated" if c.aggregated else "per-token", reachable=not main["rec"]["dead_all"],
         notes=tuple(notes), kl_name=any(vocab.is_kl_name(n) for n in c.names), context=fctx,
     )
+
+
+def _has_mask(e: Expr) -> bool:
+    return any(isinstance(n, Leaf) and n.role == ir.MASK for n in ir.walk(e))
+
+
+def _masked(c: Component) -> bool:
+    return _has_mask(c.core) or any(_has_mask(w) for w in c.weights)
+
+
+def _agg(c: Component) -> str:
+    if not c.aggregated:
+        return "none"
+    divided = any(isinstance(w, Op) and w.op == "pow" and isinstance(w.args[1], ir.Const) and w.args[1].value < 0
+                  and _has_mask(w.args[0]) for w in c.weights)
+    if divided:
+        return "token-mean"
+    return "mean" if c.mean else "sum"
+
+
+def _live_grad(core: Expr, detached: bool) -> Tuple[str, ...]:
+    """Roles whose log-probs reach this value with their gradient (a forward pass outside no_grad,
+    not detached): a live reference, or a live policy in a reward."""
+    if detached:
+        return ()
+    out = set()
+
+    def go(e: Expr, frozen: bool) -> None:
+        if isinstance(e, Op) and e.op == "sg":
+            return
+        if isinstance(e, Leaf):
+            if e.grad is True and not frozen and (e.role in ir.LOGP_ROLES or e.role.startswith(ir.DIST)):
+                out.add(e.role.replace(ir.DIST, ""))
+            return
+        for ch in e.children():
+            go(ch, frozen)
+
+    go(core, False)
+    return tuple(sorted(out))
+
+
+def _st_mismatch(core: Expr) -> bool:
+    """b - sg(b) + sg(v): the parts that carry gradient and the detached value must read the same
+    log-prob tensors (otherwise the gradient is not that of the logged value's estimator)."""
+    from .components import logp_keys
+
+    base = core
+    while isinstance(base, Op) and base.op in ("named", "at"):
+        base = base.args[-1]
+    if not (isinstance(base, Op) and base.op == "add"):
+        return False
+    live, frozen = [], []
+    for a in base.args:
+        inner = a
+        while isinstance(inner, Op) and inner.op == "mul" and any(isinstance(x, ir.Const) for x in inner.args):
+            rest = [x for x in inner.args if not isinstance(x, ir.Const)]
+            inner = rest[0] if len(rest) == 1 else inner
+            if len(rest) != 1:
+                break
+        if isinstance(inner, Op) and inner.op == "sg":
+            frozen.append(inner.args[0])
+        elif logp_keys(a):
+            live.append(a)
+    if not live or not frozen:
+        return False
+    live_keys = frozenset().union(*(logp_keys(x) for x in live))
+    frozen_keys = frozenset().union(*(logp_keys(x) for x in frozen))
+    strip = lambda ks: {k for k in ks}
+    return bool(strip(live_keys) ^ strip(frozen_keys))
 
 
 def _chain(c: Component) -> Tuple[Tuple[Loc, str], ...]:

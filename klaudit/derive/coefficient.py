@@ -339,13 +339,28 @@ def _zero_ranges(c_fn, template, a, b) -> Tuple[Tuple[float, float], ...]:
         v = c_fn(e, 0.3)
         expect = a * template(e) + b
         zs.append(v is not None and abs(v) < 1e-12 and abs(expect) > 1e-9)
+    def is_zero(e):
+        v = c_fn(e, 0.3)
+        return v is not None and abs(v) < 1e-12 and abs(a * template(e) + b) > 1e-9
+
+    def edge(lo, hi):
+        """The boundary between lo (zero-ness z_lo) and hi, by bisection."""
+        z_lo = is_zero(lo)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if is_zero(mid) == z_lo:
+                lo = mid
+            else:
+                hi = mid
+        return round((lo + hi) / 2, 4)
+
     ranges = []
     start = None
     for i, z in enumerate(zs):
         if z and start is None:
-            start = WIDE[i]
+            start = WIDE[0] if i == 0 else edge(WIDE[i - 1], WIDE[i])
         if not z and start is not None:
-            ranges.append((start, WIDE[i - 1]))
+            ranges.append((start, edge(WIDE[i - 1], WIDE[i])))
             start = None
     if start is not None:
         ranges.append((start, WIDE[-1]))

@@ -1002,7 +1002,8 @@ class Evaluator:
         if _is_aggregator(low) and tensor_args:
             first = tensor_args[0]
             rest = [ir.Op("fn:aggweight", (a,)) for a in tensor_args[1:2]]
-            return Op("agg", (ir.mul(first, *rest) if rest else first,), loc)
+            return Op("agg", (ir.mul(first, *rest) if rest else first,) + ((Lit("mean"),) if "mean" in low else ()),
+                      loc)
         return Op(f"fn:{short or 'call'}", tuple(tensor_args), loc)
 
     # --------------------------------------------------------------------------- tensor semantics
@@ -1020,7 +1021,7 @@ class Evaluator:
         if meth in T.CLAMP:
             return self.clamp(meth, recv, args, kw, loc)
         if meth in T.REDUCE:
-            return Op("agg", (recv,), loc)
+            return Op("agg", (recv, Lit("mean")) if "mean" in meth else (recv,), loc)
         if meth in ("mul", "mul_", "multiply") and args:
             return ir.mul(recv, args[0], loc=loc)
         if meth in ("div", "div_", "divide", "true_divide") and args:
@@ -1058,7 +1059,7 @@ class Evaluator:
         if fn in T.CLAMP and x is not None:
             return self.clamp(fn, x, args[1:], kw, loc)
         if fn in T.REDUCE and x is not None:
-            return Op("agg", (x,), loc)
+            return Op("agg", (x, Lit("mean")) if "mean" in fn else (x,), loc)
         if fn in ("pow", "float_power") and len(args) >= 2:
             return Op("pow", (args[0], args[1]), loc)
         if fn in ("log_softmax",) and x is not None:
