@@ -121,7 +121,10 @@ def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[
             continue
     helpers = helper_terms(terms)
     by_loc = {(h.loc.path, h.loc.line): h for h in helpers}
-    kept = [t for t in terms if not ((t.loc.path, t.loc.line) in by_loc and t.placement.kind == M.UNKNOWN)]
+    # a helper's own view (parameters named by the helper) yields to the view through its callers,
+    # which knows what they pass; it stays only where it places the value more strongly itself
+    kept = [t for t in terms if not ((t.loc.path, t.loc.line) in by_loc and M.PRECEDENCE[t.placement.kind] <=
+                                     M.PRECEDENCE[by_loc[(t.loc.path, t.loc.line)].placement.kind])]
     have = {(t.loc.path, t.loc.line) for t in kept}
     kept.extend(h for k, h in by_loc.items() if k not in have)
     # one term per place: the same estimator seen from two functions keeps its strongest placement
@@ -146,10 +149,10 @@ def apply_rules(terms: List[M.KLTerm], cfg: Config, results: Sequence[FileResult
             out_terms.append(t)
             continue
         for rule in RULES:
+            if rule.code not in selected:
+                continue
             for hit in rule.check(t, project):
                 codes.append(rule.code)
-                if rule.code not in selected:
-                    continue
                 if rule.code in cfg.ignored_for(t.loc.path):
                     continue
                 loc = hit.loc or (t.placement.loc if t.report_at_use and t.placement.loc else t.loc)
@@ -163,6 +166,7 @@ def apply_rules(terms: List[M.KLTerm], cfg: Config, results: Sequence[FileResult
                 ))
         out_terms.append(_with_codes(t, codes))
     terms[:] = out_terms
+    findings = _drop_same_file_call_sites(findings, out_terms)
     findings = _dedupe(findings)
     findings.sort(key=M.Finding.sort_key)
     return findings
@@ -172,6 +176,22 @@ def _with_codes(t: M.KLTerm, codes: List[str]) -> M.KLTerm:
     import dataclasses
 
     return dataclasses.replace(t, codes=tuple(sorted(set(codes))))
+
+
+def _drop_same_file_call_sites(findings: List[M.Finding], terms: List[M.KLTerm]) -> List[M.Finding]:
+    """A helper's finding and its caller's report the same problem; when the helper is in the same
+    file the helper's line is the one to fix, and the call site is not reported again."""
+    at = {(f.path, f.line, f.code) for f in findings}
+    drop = set()
+    for t in terms:
+        if not t.via or not t.chain:
+            continue
+        for loc, _ in t.chain:
+            if loc.path == t.loc.path:
+                for code in t.codes:
+                    if (loc.path, loc.line, code) in at and loc.line != t.loc.line:
+                        drop.add((t.loc.path, t.loc.line, code))
+    return [f for f in findings if (f.path, f.term_line, f.code) not in drop]
 
 
 def _dedupe(findings: List[M.Finding]) -> List[M.Finding]:

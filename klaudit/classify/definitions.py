@@ -76,6 +76,7 @@ def _build(items) -> M.KLTerm:
         core=src_term.core, definition=None, via=(), variants=variants, defaults=tuple(defaults),
         confidence=src_term.confidence, roles=src_term.roles, detached=src_term.detached,
         aggregation=src_term.aggregation, reachable=reachable, notes=tuple(notes), kl_name=src_term.kl_name,
-        context=src_term.context, callers=tuple(sorted({c.context for c in contexts if c.context},
+        context=src_term.context, masked=src_term.masked, agg=src_term.agg, live_grad=src_term.live_grad,
+        st_mismatch=src_term.st_mismatch, callers=tuple(sorted({c.context for c in contexts if c.context},
                                                        key=lambda l: (l.path, l.line))),
     )

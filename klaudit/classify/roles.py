@@ -259,8 +259,15 @@ def _informative(v: Expr) -> bool:
     return False
 
 
+def _scalar(e: Expr) -> bool:
+    if isinstance(e, (Const, ir.Scale, Ref, Opaque)):
+        return True
+    return isinstance(e, Op) and e.op in ("pow", "mul", "sg") and all(_scalar(x) for x in e.args)
+
+
 def _peel(a: Expr):
-    """Look through names, locations, calls and stop-gradients: (the tensor, was it detached)."""
+    """Look through names, locations, calls, stop-gradients and scalings by a number (a temperature):
+    (the tensor, was it detached)."""
     detached = False
     while True:
         if isinstance(a, Op) and a.op in ("named", "at", "sg"):
@@ -268,6 +275,8 @@ def _peel(a: Expr):
             a = a.args[-1]
         elif isinstance(a, ir.Via):
             a = a.expr
+        elif isinstance(a, Op) and a.op == "mul" and sum(1 for x in a.args if not _scalar(x)) == 1:
+            a = next(x for x in a.args if not _scalar(x))
         else:
             return a, detached
 

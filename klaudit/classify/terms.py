@@ -24,6 +24,7 @@ from .placement import event_placement, stronger
 from .roles import concretize, has_logp
 
 CONF_ORDER = {"high": 2, "medium": 1, "low": 0}
+PAIRWISE = {"chosen", "rejected", "winner", "loser", "preferred", "dispreferred", "win", "lose"}
 
 
 class DefaultResolver(Protocol):
@@ -352,6 +353,10 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
     )
     c: Component = main["rec"]["comp"]
     leaves = [n for n in ir.walk(c.core) if isinstance(n, Leaf)]
+    if any(set(vocab.tokens(n.key)) & PAIRWISE for n in leaves):
+        # log-ratios of chosen/rejected pairs: a preference objective's implicit reward (DPO family),
+        # not a regulariser toward the reference
+        return None
     logp_leaves = [x for x in leaves if x.role in ir.LOGP_ROLES or x.role.startswith(ir.DIST) or x.role == "kl"]
     conf = "high"
     for x in logp_leaves:

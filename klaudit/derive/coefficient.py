@@ -159,7 +159,7 @@ def _derive(key: str, core: ir.Expr) -> Derivation:
             vverified = _confirm(sp, Vs, ell, m, _value_template(sp, est, ell))
     # is there an importance weight (a factor built from logp - old alongside a reference)?
     is_weight = "none"
-    if anchor in ("ref", "teacher") and has_old and has_lp:
+    if anchor in ("ref", "teacher") and has_lp:
         is_weight = _weight_kind(sp, E, S)
     direction = "unknown"
     if est in ("k1", "k2", "k3", "abs"):
@@ -404,17 +404,39 @@ def _confirm(sp, expr, ell, m, template) -> bool:
 
 
 def _weight_kind(sp, E, S) -> str:
-    """How the rollout log-prob enters next to the reference: as a differentiable ratio
-    exp(logp - old), a detached one, or not as a weight."""
-    live = E.replace(lambda x: isinstance(x, S.StopGrad), lambda x: sp.Symbol("detached_part"))
-    diffable = live.subs(S.OLD, S.LOGP)
-    has_live_ratio = live.has(S.OLD) and live.has(S.LOGP)
-    sg_ratio = any(isinstance(x, S.StopGrad) and x.has(S.OLD) for x in sp.preorder_traversal(E))
-    if sg_ratio and not has_live_ratio:
-        return "detached"
-    if has_live_ratio:
+    """Is there an importance ratio exp(logp - old) (or exp(logp - sg(logp))) next to the reference,
+    and does it keep its gradient?"""
+    def ratio_like(x) -> bool:
+        if not isinstance(x, sp.exp):
+            return False
+        arg = x.args[0]
+        has_lp_live = arg.has(S.LOGP) and (arg - S.strip_stopgrad(arg) != 0 or True)
+        rollout = arg.has(S.OLD) or any(isinstance(y, S.StopGrad) and y.has(S.LOGP)
+                                        for y in sp.preorder_traversal(arg))
+        return has_lp_live and rollout and not arg.has(S.REF) and not arg.has(S.TEACHER)
+
+    live, detached = False, False
+
+    def go(x, frozen):
+        nonlocal live, detached
+        if isinstance(x, S.StopGrad):
+            for a in x.args:
+                go(a, True)
+            return
+        if ratio_like(x):
+            if frozen:
+                detached = True
+            else:
+                live = True
+        for a in x.args:
+            go(a, frozen)
+
+    go(E, False)
+    if live:
         return "differentiable"
-    return "differentiable" if diffable != live else "none"
+    if detached:
+        return "detached"
+    return "none"
 
 
 def _delta_text(sp, C_ell, ell, S) -> str:

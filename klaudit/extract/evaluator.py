@@ -1010,6 +1010,10 @@ class Evaluator:
     def tensor_method(self, recv, meth, args, kw, loc) -> Optional[Expr]:
         if not is_tensorish(recv):
             return None
+        if meth in ("size", "dim", "numel", "stride", "ndimension", "nelement", "element_size", "get_device",
+                    "data_ptr", "is_contiguous", "is_floating_point", "isfinite", "isnan", "isinf", "any", "all",
+                    "storage_offset", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor"):
+            return Opaque(meth, grad=False)
         if meth in T.DETACH:
             return ir.sg(recv, loc)
         if meth in T.IDENTITY_METHODS:
