@@ -84,6 +84,21 @@ def main() -> None:
     """
 
 
+_RUN_OPTIONS: dict = {}
+
+
+def _set_run_option(ctx, param, value):
+    _RUN_OPTIONS[param.name] = value
+    return value
+
+
+def _engine_run(paths, cfg, no_prefilter):
+    from . import engine
+
+    return engine.run(paths, cfg, prefilter=not no_prefilter, jobs=_RUN_OPTIONS.get("jobs"),
+                      use_cache=not _RUN_OPTIONS.get("no_cache", False))
+
+
 def _common(f):
     opts = [
         click.option("--select", multiple=True, help="Rule codes, names or prefixes to enable (comma-separated)."),
@@ -92,6 +107,10 @@ def _common(f):
         click.option("--preview", is_flag=True, help="Enable preview rules."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to use."),
         click.option("--no-prefilter", is_flag=True, hidden=True, help="Parse every file (for testing)."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1), expose_value=False, callback=_set_run_option,
+                     help="Worker processes for the per-file stage (default: the number of cores)."),
+        click.option("--no-cache", is_flag=True, expose_value=False, callback=_set_run_option,
+                     help="Neither read nor write the .klaudit_cache/ directory."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -111,9 +130,18 @@ def _common(f):
               help="Report only findings that this baseline file does not record.")
 @click.option("--write-baseline", "write_baseline_path", type=click.Path(dir_okay=False),
               help="Record every current finding in this baseline file, then exit.")
+@click.option("--explain", "explain_terms", is_flag=True,
+              help="After the findings, explain the math of each flagged KL term (as `klaudit explain` does).")
+@click.option("--fix", "fix", is_flag=True,
+              help="Apply the fixes of the findings (all are unsafe: they also need --unsafe-fixes).")
+@click.option("--unsafe-fixes", is_flag=True,
+              help="Allow fixes that change training dynamics (every klaudit fix does); with --fix, apply them.")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Print the fixes as a unified diff instead of the findings; change no file.")
 @_common
 def check(paths, fmt, output_file, exit_zero, statistics, baseline_path, write_baseline_path, select, extend_select,
-          ignore, preview, config_path, no_prefilter):
+          ignore, preview, config_path, no_prefilter, explain_terms=False, fix=False, unsafe_fixes=False,
+          show_diff=False):
     """Lint PATHS (files or directories) for KL-regularisation pathologies."""
     from . import engine
 
@@ -121,22 +149,85 @@ def check(paths, fmt, output_file, exit_zero, statistics, baseline_path, write_b
     if statistics and fmt in ("sarif", "github"):
         click.echo(f"klaudit: error: --statistics cannot be combined with --output-format {fmt}", err=True)
         sys.exit(EXIT_ERROR)
+    if explain_terms and fmt in ("sarif", "github"):
+        click.echo(f"klaudit: error: --explain cannot be combined with --output-format {fmt}", err=True)
+        sys.exit(EXIT_ERROR)
     cfg = _load_config(paths, select, ignore, extend_select, preview, config_path)
+    cfg.fixes = fix or unsafe_fixes or show_diff
     if baseline_path and not write_baseline_path:
         _check_baseline(baseline_path)
-    report = engine.run(paths, cfg, prefilter=not no_prefilter)
+    report = _engine_run(paths, cfg, no_prefilter)
     if write_baseline_path:
         _write_baseline(report, write_baseline_path)
         sys.exit(EXIT_ERROR if report.errors else EXIT_CLEAN)
     if baseline_path:
         _apply_baseline(report, baseline_path)
+    if show_diff or (fix and unsafe_fixes):
+        changed, fix_errors = _run_fixes(report, show_diff, output_file)
+        if changed:  # lint again: what remains
+            report = _engine_run(paths, cfg, no_prefilter)
+            if baseline_path:
+                _apply_baseline(report, baseline_path)
+        report.errors.extend(fix_errors)
     out, close = _open_out(output_file)
     try:
-        _write_findings(report, out, fmt, statistics)
+        if explain_terms:
+            _write_explained_findings(report, out, fmt, statistics)
+        else:
+            _write_findings(report, out, fmt, statistics)
     finally:
         if close:
             out.close()
+    if fix and not unsafe_fixes:
+        from .fix.driver import summary_available
+
+        click.echo(summary_available(report), err=True)
     sys.exit(_exit_code(report, exit_zero))
+
+
+def _run_fixes(report, show_diff: bool, output_file):
+    """``--diff``: print the fixes as a unified diff and exit (1 when there is one, as ruff does).
+    ``--fix --unsafe-fixes``: write them; returns (whether a file changed, errors writing them)."""
+    from .fix import driver
+    from .model import FileError
+
+    plan = driver.plan(report)
+    if show_diff:
+        out, close = _open_out(output_file)
+        try:
+            driver.diff(plan, out)
+        finally:
+            if close:
+                out.close()
+        click.echo(driver.summary_diff(plan), err=True)
+        sys.exit(EXIT_ERROR if report.errors else (EXIT_FINDINGS if plan.changed else EXIT_CLEAN))
+    errors = [FileError(path, msg) for path, msg in driver.write(plan)]
+    click.echo(driver.summary_applied(plan), err=True)
+    return bool(plan.changed) and len(errors) < len(plan.changed), errors
+
+
+def _write_explained_findings(report, out, fmt: str, statistics: bool) -> None:
+    """The findings, then an explanation of each flagged term: text blocks after the text report, or an
+    ``explanations`` list added to the JSON document."""
+    import json
+
+    from .explain import explain_all
+    from .locate import terms_with_findings
+    from .report import explain_text
+
+    explanations = explain_all(terms_with_findings(report), report.notebooks)
+    if fmt == "json":
+        buf = io.StringIO()
+        _write_findings(report, buf, fmt, statistics)
+        doc = json.loads(buf.getvalue())
+        doc["explanations"] = [e.to_dict() for e in explanations]
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return
+    _write_findings(report, out, fmt, statistics)
+    if explanations:
+        out.write("\nExplanations\n============\n\n")
+        explain_text.write(explanations, out)
 
 
 def _write_findings(report, out, fmt: str, statistics: bool) -> None:
@@ -229,7 +320,7 @@ def inventory(paths, fmt, output_file, select, extend_select, ignore, preview, c
 
     paths = list(paths) or ["."]
     cfg = _load_config(paths, select, ignore, extend_select, preview, config_path)
-    report = engine.run(paths, cfg, prefilter=not no_prefilter)
+    report = _engine_run(paths, cfg, no_prefilter)
     out, close = _open_out(output_file)
     try:
         if fmt == "json":
@@ -240,6 +331,21 @@ def inventory(paths, fmt, output_file, select, extend_select, ignore, preview, c
         if close:
             out.close()
     sys.exit(EXIT_ERROR if report.errors else EXIT_CLEAN)
+
+
+@main.command()
+@click.argument("path", required=False, default=".", type=click.Path(file_okay=False))
+def clean(path):
+    """Remove the .klaudit_cache/ directory (of PATH's configuration root, default the current one)."""
+    from .cache import clean as clean_cache
+    from .config import ConfigError, load
+
+    try:
+        root = load([path]).root
+    except ConfigError:
+        root = os.path.abspath(path)
+    removed = clean_cache(root)
+    click.echo(f"klaudit: {'removed' if removed else 'no'} cache in {os.path.join(root, '.klaudit_cache')}")
 
 
 @main.command()
@@ -264,6 +370,60 @@ def rule(code, show_all):
         click.echo(f"klaudit: error: no documentation found for {r.code}", err=True)
         sys.exit(EXIT_ERROR)
     click.echo(doc.rstrip())
+
+
+@main.command()
+@click.argument("targets", nargs=-1, required=True, metavar="PATH:LINE...")
+@click.option("--output-format", "--format", "fmt", default="text", type=click.Choice(["text", "full", "json"]),
+              help="text (default; `full` is an alias) or json.")
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False), help="Write the explanation to a file.")
+@click.option("--context", "context_paths", multiple=True, type=click.Path(),
+              help="Also analyse these files or directories (helpers, callers, config defaults); default: the "
+                   "target's file alone.")
+@_common
+def explain(targets, fmt, output_file, context_paths, select, extend_select, ignore, preview, config_path,
+            no_prefilter):
+    """Explain the math of the KL term at PATH:LINE (the estimator's line, the line that uses its value, or
+    an option variant's line; `PATH:cell N:LINE` in a notebook): its expression, derivative, coefficient
+    c(delta) next to -log(delta), their Taylor agreement at delta = 1, their limits, what it minimises,
+    clamps, options and the rules that fired."""
+    from . import engine
+    from .explain import explain_all
+    from .locate import TargetError, find, parse_target
+    from .report import explain_text
+
+    files = []
+    for t in targets:
+        try:
+            path = parse_target(t)[0]
+        except ValueError as e:
+            click.echo(f"klaudit: error: {e}", err=True)
+            sys.exit(EXIT_ERROR)
+        if not os.path.isfile(path):
+            click.echo(f"klaudit: error: {path}: no such file", err=True)
+            sys.exit(EXIT_ERROR)
+        files.append(path)
+    paths = list(dict.fromkeys(files + list(context_paths)))
+    cfg = _load_config(paths, select, ignore, extend_select, preview, config_path)
+    report = _engine_run(paths, cfg, no_prefilter)
+    terms = []
+    for t in targets:
+        try:
+            terms.extend(x for x in find(report, t) if x not in terms)
+        except TargetError as e:
+            click.echo(f"klaudit: error: {e}", err=True)
+            sys.exit(EXIT_ERROR)
+    explanations = explain_all(terms, report.notebooks)
+    out, close = _open_out(output_file)
+    try:
+        if fmt == "json":
+            explain_text.write_json(explanations, out)
+        else:
+            explain_text.write(explanations, out)
+    finally:
+        if close:
+            out.close()
+    sys.exit(EXIT_CLEAN)
 
 
 if __name__ == "__main__":  # pragma: no cover

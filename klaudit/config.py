@@ -38,6 +38,7 @@ class Config:
     file_budget: float = 60.0  # seconds per file
     root: str = "."
     source: Optional[str] = None  # the pyproject.toml it came from
+    fixes: bool = False  # build a fix for each fixable finding (--fix, --diff); never read from pyproject
 
     def selected(self) -> set:
         return registry.resolve_selection(self.select, self.ignore, self.preview, self.extend_select)
@@ -54,7 +55,8 @@ class Config:
     def key(self) -> str:
         """What the cache key depends on."""
         return repr((sorted(self.select), sorted(self.extend_select), sorted(self.ignore), self.preview,
-                     self.budget))
+                     self.budget, sorted((k, tuple(v)) for k, v in self.per_file_ignores.items()),
+                     getattr(self, "fixes", False), self.root))
 
 
 def find_pyproject(start: str) -> Optional[str]:

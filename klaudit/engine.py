@@ -35,6 +35,7 @@ class FileResult:
     skipped: bool = False
     suppressions: Dict[int, Suppression] = field(default_factory=dict)
     cells: Optional[CellMap] = None  # notebooks: virtual line -> (cell, line in cell)
+    content_key: str = ""  # the cache key of the file's bytes (set by the driver)
 
 
 def analyze_file(path: str, root: str, max_bytes: int, prefilter: bool = True) -> FileResult:
@@ -143,11 +144,13 @@ def apply_rules(terms: List[M.KLTerm], cfg: Config, results: Sequence[FileResult
     sups = {r.path: r.suppressions for r in results}
     findings: List[M.Finding] = []
     out_terms = []
+    fixer = _fixer(cfg)
     for t in terms:
         codes = []
         if t.variants and all(v.is_default is False for v in t.variants):
             out_terms.append(t)
             continue
+        first = len(findings)
         for rule in RULES:
             if rule.code not in selected:
                 continue
@@ -164,12 +167,23 @@ def apply_rules(terms: List[M.KLTerm], cfg: Config, results: Sequence[FileResult
                     column=loc.col, end_line=loc.end_line, end_column=loc.end_col, message=hit.message,
                     confidence=t.confidence, fix=hit.fix, term_line=t.loc.line,
                 ))
+        if fixer is not None:
+            findings[first:] = fixer.attach(t, findings[first:])
         out_terms.append(_with_codes(t, codes))
     terms[:] = out_terms
     findings = _drop_same_file_call_sites(findings, out_terms)
     findings = _dedupe(findings)
     findings.sort(key=M.Finding.sort_key)
     return findings
+
+
+def _fixer(cfg: Config):
+    """The fix builder when fixes are requested (it loads klaudit.fix, never on the plain lint path)."""
+    if not getattr(cfg, "fixes", False):
+        return None
+    from .fix import Fixer
+
+    return Fixer(cfg)
 
 
 def _with_codes(t: M.KLTerm, codes: List[str]) -> M.KLTerm:
@@ -206,10 +220,140 @@ def _dedupe(findings: List[M.Finding]) -> List[M.Finding]:
     return out
 
 
-def run(paths: Sequence[str], cfg: Config, prefilter: bool = True) -> M.Report:
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    root: str
+    max_bytes: int
+    budget: float
+
+
+def _analyze_job(job: _Job) -> FileResult:
+    """One file, in a worker: the per-file wall-clock budget is enforced here."""
+    from .derive.budget import Budget, BudgetExceeded
+
+    try:
+        with Budget(job.budget):
+            return analyze_file(job.path, job.root, job.max_bytes, prefilter=False)
+    except BudgetExceeded:
+        return FileResult(job.path, error=f"analysis exceeded the per-file budget of {job.budget:g}s "
+                                          "(raise `file-budget`)")
+
+
+def _worker_died(job: _Job) -> FileResult:
+    return FileResult(job.path, error="the worker process analysing this file died (a crash or out of memory)")
+
+
+def _read_for_stage(path: str, max_bytes: int):
+    try:
+        return read_bytes(path, max_bytes), None
+    except SourceError as e:
+        return None, str(e)
+
+
+def read_files(files: Sequence[str], cfg: Config):
+    """(path -> bytes, path -> content key, path -> read error)."""
+    from .cache import key as ckey
+
+    datas: Dict[str, bytes] = {}
+    keys: Dict[str, str] = {}
+    errs: Dict[str, str] = {}
+    for p in files:
+        data, err = _read_for_stage(p, cfg.max_file_size)
+        if err is not None:
+            errs[p] = err
+            continue
+        datas[p] = data
+        keys[p] = ckey("file", p, module_name(p, cfg.root), cfg.budget, data)
+    return datas, keys, errs
+
+
+def analyze_files(files: Sequence[str], cfg: Config, prefilter: bool, jobs: int, cache,
+                  read=None) -> List[FileResult]:
+    """Stage one: every candidate file; stage two: the files they call into.  Cached results are
+    reused by content hash."""
+    from . import prefilter as PF
+    from .parallel import map_items
+
+    datas, keys, errs = read if read is not None else read_files(files, cfg)
+    results: Dict[str, FileResult] = {p: FileResult(p, error=e) for p, e in errs.items()}
+    deferred: List[str] = []
+    todo: List[str] = []
+    for p in files:
+        if p not in datas:
+            continue
+        data = datas[p]
+        k = keys[p]
+        if prefilter and not PF.candidate(data):
+            datas[p] = data
+            deferred.append(p)
+            continue
+        hit = cache.get_pickle("file", k) if cache is not None else None
+        if isinstance(hit, FileResult):
+            results[p] = hit
+        else:
+            todo.append(p)
+
+    def run_batch(paths: List[str]) -> None:
+        jobs_list = [_Job(p, cfg.root, cfg.max_file_size, cfg.file_budget) for p in paths]
+        for p, r in zip(paths, map_items(_analyze_job, jobs_list, jobs, _worker_died)):
+            results[p] = r
+            if cache is not None and not (r.error and "died" in r.error):
+                cache.put_pickle("file", keys[p], r)
+
+    run_batch(todo)
+    # stage two: what the analysed files call into (a bounded closure)
+    seen_mods: set = set()
+    for _ in range(3):
+        if not deferred:
+            break
+        mods = PF.referenced_modules(r.summary for r in results.values() if r.summary is not None) - seen_mods
+        seen_mods |= mods
+        module_of = {p: module_name(p, cfg.root) for p in deferred}
+        wanted = set(PF.files_for_modules(mods, module_of))
+        if not wanted:
+            break
+        batch = []
+        for p in deferred:
+            if p not in wanted:
+                continue
+            hit = cache.get_pickle("file", keys[p]) if cache is not None else None
+            if isinstance(hit, FileResult):
+                results[p] = hit
+            else:
+                batch.append(p)
+        deferred = [p for p in deferred if p not in wanted]
+        run_batch(batch)
+    for p in deferred:
+        results[p] = FileResult(p, skipped=True)
+    for p, r in results.items():
+        if p in keys:
+            r.content_key = keys[p]
+    return [results[p] for p in files if p in results]
+
+
+def run(paths: Sequence[str], cfg: Config, prefilter: bool = True, jobs: Optional[int] = None,
+        use_cache: bool = False) -> M.Report:
+    from .parallel import default_jobs
+
     files, configs, errors = discover(paths, cfg.exclude, cfg.root)
     report = M.Report(errors=list(errors))
-    results = [analyze_file(p, cfg.root, cfg.max_file_size, prefilter) for p in files]
+    cache = None
+    if use_cache:
+        from .cache import Cache
+        from .derive import coefficient
+
+        cache = Cache(cfg.root, cfg.key())
+        coefficient.set_disk_cache(cache if cache.ok else None)
+    read = read_files(files, cfg)
+    run_key = None
+    if cache is not None:
+        run_key = _run_key(files, read[1], read[2], configs, cfg, prefilter)
+        hit = cache.get_pickle("run", run_key)
+        if isinstance(hit, M.Report):
+            hit.errors = sorted(set(hit.errors) | set(errors), key=lambda e: (e.path, e.message))
+            return hit
+    results = analyze_files(files, cfg, prefilter, jobs if jobs is not None else default_jobs(), cache, read)
     report.files = len(files)
     for r in results:
         if r.error is not None:
@@ -221,4 +365,26 @@ def run(paths: Sequence[str], cfg: Config, prefilter: bool = True) -> M.Report:
     terms.sort(key=lambda t: (t.loc.path, t.loc.line, t.loc.col))
     report.terms = terms
     report.errors.sort(key=lambda e: (e.path, e.message))
+    if cache is not None and run_key is not None:
+        cache.put_pickle("run", run_key, report)
     return report
+
+
+def _run_key(files, keys, errs, configs: Sequence[str], cfg: Config, prefilter: bool) -> str:
+    """Everything a run's report depends on: each file's path and bytes (through its content key),
+    the YAML files, the configuration."""
+    import hashlib
+
+    from .cache import key as ckey
+
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update((keys.get(p) or ("E" + errs.get(p, ""))).encode("utf-8", "surrogatepass"))
+    for c in configs:
+        try:
+            st = os.stat(c)
+            h.update(f"{c}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogatepass"))
+        except OSError:
+            h.update(c.encode("utf-8", "surrogatepass"))
+    return ckey("run", h.hexdigest(), cfg.key(), prefilter)

@@ -23,9 +23,8 @@ budget: an expression sympy cannot handle leaves its field empty with a note ins
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import asdict, dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import asdict, dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from . import model as M
 
@@ -151,98 +150,6 @@ class Explanation:
         return d
 
 
-# ------------------------------------------------------------------------------- choosing terms
-
-
-def parse_target(text: str) -> Tuple[str, Optional[int], int]:
-    """``PATH:LINE`` or, in a notebook, ``PATH:cell N:LINE`` -> (path, cell or None, line).
-    Raises ValueError on anything else."""
-    import re
-
-    m = re.match(r"^(.+):cell (\d+):(\d+)$", text)
-    if m:
-        return m.group(1), int(m.group(2)), int(m.group(3))
-    path, sep, line = text.rpartition(":")
-    if not sep or not path or not line.strip().isdigit():
-        raise ValueError(f"expected PATH:LINE, got {text!r}")
-    return path, None, int(line)
-
-
-def same_path(a: str, b: str) -> bool:
-    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
-
-
-def terms_at(terms: Sequence[M.KLTerm], path: str, line: int) -> List[M.KLTerm]:
-    """The terms at ``path:line``: those whose estimator is written on that line (or whose statement
-    spans it); else those whose value is used there; else those with an option variant or a definition
-    there.  A helper's own term is left out when a term that lists it as a variant is also chosen."""
-    mine = [t for t in terms if same_path(t.loc.path, path)]
-    tiers = [
-        [t for t in mine if t.loc.line == line],
-        [t for t in mine if t.loc.line <= line <= max(t.loc.end_line, t.stmt[1] if t.stmt else 0)],
-        [t for t in mine if t.placement.loc is not None and t.placement.loc.line <= line <= t.placement.loc.end_line],
-        [t for t in mine if any(v.loc.line == line and same_path(v.loc.path, path) for v in t.variants)
-         or (t.definition is not None and t.definition.line == line)],
-    ]
-    for tier in tiers:
-        if tier:
-            covered = {(v.loc.path, v.loc.line, v.loc.col) for t in tier for v in t.variants
-                       if (v.loc.path, v.loc.line, v.loc.col) != (t.loc.path, t.loc.line, t.loc.col)}
-            kept = [t for t in tier if (t.loc.path, t.loc.line, t.loc.col) not in covered]
-            return kept or tier
-    return []
-
-
-def nearest_lines(terms: Sequence[M.KLTerm], path: str, line: int, n: int = 5) -> List[int]:
-    """Lines of the terms in ``path``, nearest to ``line`` first."""
-    lines = sorted({t.loc.line for t in terms if same_path(t.loc.path, path)})
-    return sorted(lines, key=lambda x: (abs(x - line), x))[:n]
-
-
-class TargetError(Exception):
-    """A ``PATH:LINE`` that names no KL term (the message says which lines do)."""
-
-
-def find(report: M.Report, target: str) -> List[M.KLTerm]:
-    """The terms a ``PATH:LINE`` (or ``PATH:cell N:LINE``) target names in ``report``; raises
-    TargetError with a one-line message listing the nearest term lines of that file."""
-    from .notebook import locate
-
-    path, cell, line = parse_target(target)
-    cells = next((cm for p, cm in report.notebooks.items() if same_path(p, path)), None)
-    if cell is not None:
-        if cells is None or cells.virtual(cell, line) is None:
-            raise TargetError(f"no KL term at {target}: {path} has no cell {cell} line {line}")
-        line = cells.virtual(cell, line)
-    found = terms_at(report.terms, path, line)
-    if found:
-        return found
-    errors = [e.message for e in report.errors if same_path(e.path, path)]
-    if errors:
-        raise TargetError(f"no KL term at {target}: {path} could not be analysed ({errors[0]})")
-    near = nearest_lines(report.terms, path, line)
-    if not near:
-        raise TargetError(f"no KL term at {target}: klaudit found no KL term in {path}")
-    where = []
-    for n in near:
-        c, ln = locate(report.notebooks, next(t.loc.path for t in report.terms if same_path(t.loc.path, path)), n)
-        where.append(f"cell {c}:{ln}" if c is not None else str(ln))
-    return_word = "line" if len(where) == 1 else "lines"
-    raise TargetError(f"no KL term at {target}; the nearest KL terms in {path} are at {return_word} "
-                      f"{', '.join(where)}")
-
-
-def terms_with_findings(report: M.Report) -> List[M.KLTerm]:
-    """The terms that the reported findings concern, in report order."""
-    keys = set()
-    for f in report.findings:
-        line = f.term_line or f.line
-        if f.cell is not None and f.path in report.notebooks:
-            line = report.notebooks[f.path].virtual(f.cell, line) or line
-        keys.add((f.path, line))
-    return [t for t in report.terms if (t.loc.path, t.loc.line) in keys]
-
-
 # ------------------------------------------------------------------------------------ explaining
 
 
@@ -255,8 +162,9 @@ def explain(term: M.KLTerm, notebooks: Optional[dict] = None) -> Explanation:
         where=_where(notebooks, term.loc.path, term.loc.line), estimator=d.estimator, placement=pl.kind,
         use=_where(notebooks, pl.loc.path, pl.loc.line) if pl.loc is not None else "", sign=pl.sign,
         anchor=d.anchor, expression=d.expression, value_form=d.value_form if d.anchor != "old" else "",
-        estimates=ESTIMATES.get(d.estimator, "") if d.anchor != "old" else
-        "a KL between the rollout policy pi_old and pi (a trust-region statistic)",
+        estimates=(ESTIMATES.get(d.estimator, "") if d.direction != "forward" or d.estimator != "full" else
+                   "the exact per-state forward KL(pi_ref || pi) over the vocabulary") if d.anchor != "old" else
+        "a statistic of pi against the rollout policy pi_old (trust region, off-policy drift)",
         importance_weight=d.is_weight, options=_options(term), defaults=tuple(term.defaults), rules=_rules(term.codes),
         principled=M.is_principled(d, pl.kind, pl.sign), verified=d.verified,
     )
@@ -313,9 +221,15 @@ def _family_of(d, placement: str):
     return None
 
 
+def _off_path(placement: str) -> str:
+    how = {M.METRIC: "the value is only logged", M.MASK_ONLY: "the value is used as a mask",
+           M.CONTROLLER: "the value only steers a KL controller"}.get(placement, "klaudit cannot see where the value goes")
+    return f"nothing (not on a gradient path: {how})"
+
+
 def _minimizes_text(d, placement: str, sign: int) -> str:
     if placement not in (M.AS_LOSS, M.IN_REWARD):
-        return "nothing (not on a gradient path)"
+        return _off_path(placement)
     if placement == M.AS_LOSS and d.loss_family == "zero":
         return "nothing (no gradient reaches the policy)"
     fam = _family_of(d, placement)
@@ -355,6 +269,7 @@ def _symbolic(term: M.KLTerm) -> dict:
     import sympy as sp
 
     from .derive import families as F
+    from .derive import notation
     from .derive import symbolic as S
 
     d, pl = term.derivation, term.placement
@@ -363,7 +278,7 @@ def _symbolic(term: M.KLTerm) -> dict:
     E = _lifted(sp, S, term, notes)
     if E is None:
         return out
-    pr = _printer()
+    pr = notation.printer()
     out["expression"] = pr(E)
     free = E.free_symbols
     dist = S.DIST_P in free or S.DIST_R in free or S.DIST_T in free
@@ -378,8 +293,7 @@ def _symbolic(term: M.KLTerm) -> dict:
     if O in free:
         out["derivative_on_policy"] = pr(S.strip_stopgrad(D.subs(O, P)))
     if pl.kind not in (M.AS_LOSS, M.IN_REWARD):
-        out["minimizes"] = "nothing (not on a gradient path: the value is " + (
-            "logged" if pl.kind == M.METRIC else f"used as {pl.kind}") + ")"
+        out["minimizes"] = _off_path(pl.kind)
         return out
     if d.anchor not in ("ref", "teacher") or A not in free:
         if d.anchor == "old":
@@ -439,13 +353,14 @@ def _symbolic(term: M.KLTerm) -> dict:
     Cn = C / _rational(sp, scale)
     base_n = _rational(sp, b / scale)
     # ------------------------------------------------------------------ c(delta)
-    smooth_text = not (C.has(sp.Piecewise) or C.has(S.Clamp) or C.has(sp.Min) or C.has(sp.Max))
+    smooth_text = not any(C.has(f) for f in (sp.Piecewise, S.Clamp, sp.Min, sp.Max, sp.sign, sp.Abs))
     if smooth_text:
         out["coefficient"] = pr(_to_delta(sp, S, C))
     elif fam_name:
         t = F.COEFFICIENTS[fam_name][1]
+        clamped = any(C.has(f) for f in (sp.Piecewise, S.Clamp, sp.Min, sp.Max))
         out["coefficient"] = (t if scale == 1 and a > 0 else f"{'-' if a < 0 else ''}{_tidy(scale)}*({t})") + \
-            " where no clamp is active"
+            (" where no clamp is active" if clamped else "")
     else:
         out["coefficient"] = pr(_to_delta(sp, S, C))
     if dist and fam_name:
@@ -484,14 +399,7 @@ def _symbolic(term: M.KLTerm) -> dict:
     # ------------------------------------------------------------------ limits
     out["limits"] = (_limit(sp, S, Cn, ell, sp.oo, "0"), _limit(sp, S, Cn, ell, -sp.oo, "inf"))
     # ------------------------------------------------------------------ what it minimises
-    exact = dist
-    fam = F.family_for(fam_name, pl.kind, exact=exact) if fam_name else None
-    if fam is not None:
-        out["minimizes"] = fam.minimizes if a > 0 or fam_name == "const" else f"maximises {fam.minimizes} (wrong sign)"
-    elif fam_name == "ell_one_plus_half_ell":
-        out["minimizes"] = "no named divergence (the w*k2 coefficient ell*(1 + ell/2) on-policy)"
-    else:
-        out["minimizes"] = "no named divergence: see the generator g"
+    out["minimizes"] = _target(F, fam_name, pl.kind, dist, a)
     if smooth_text:
         g = _generator(sp, Cn, ell)
         if g:
@@ -503,6 +411,9 @@ def _symbolic(term: M.KLTerm) -> dict:
     # ------------------------------------------------------------------ clamps
     if pl.kind == M.AS_LOSS and d.loss_zero_ranges:
         out["zero_gradient"] = tuple(_extend(sp, S, C, ell, lo, hi) for lo, hi in d.loss_zero_ranges)
+    if pl.kind == M.IN_REWARD and sp.simplify(S.strip_stopgrad(D)) != 0:
+        notes.append(f"the reward value is not detached (dE/d{P} = {pr(S.strip_stopgrad(D))}): wherever the reward is "
+                     "differentiated, that derivative adds to the coefficient above (`klaudit rule KL301`)")
     if pl.kind == M.IN_REWARD and d.has_clamp:
         notes.append("a clamp on the reward value saturates the penalty (biases the reward), it zeroes no gradient")
     return out
@@ -560,19 +471,32 @@ def _off_policy(sp, S, F, term, D, P, O, A, ell, pr, dist) -> str:
             m = None
             if vals and all(v is not None for v in vals):
                 m = F.match(vals, _grid(), {k: v[0] for k, v in F.COEFFICIENTS.items()}, with_constant=True, tol=1e-7)
-            fam = F.family_for(m[0], M.AS_LOSS) if m else None
             kind = "a differentiable" if d.is_weight == "differentiable" else "a detached"
-            target = fam.minimizes if fam is not None else "no named divergence"
+            target = _target(F, m[0], M.AS_LOSS, False, m[1]) if m else "no named divergence"
             return (f"with {kind} importance weight w = pi/pi_old, off-policy (x ~ pi_old) the coefficient is "
                     f"w * ({pr(_to_delta(sp, S, g))}), so E_mu[c s] = E_pi[({pr(_to_delta(sp, S, g))}) s]: "
                     f"in expectation it targets {target} off-policy too")
         return f"with an importance weight ({d.is_weight}); the off-policy coefficient depends on more than delta"
     return ("on-policy only: with samples from pi_old (PPO epochs after the first, stale or rollout-engine "
             "log-probs) the expected gradient is E_mu[c s], neither KL, unless an importance weight pi/pi_old "
-            "multiplies the term (THEORY.md 1.5)")
+            "multiplies the term (`klaudit rule KL105`)")
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+def _target(F, fam_name: str, placement: str, exact: bool, a: float) -> str:
+    """What a coefficient family minimises in expectation (THEORY.md 1.3), with the sign of its scale."""
+    if fam_name == "ell_one_plus_half_ell" and placement == M.AS_LOSS:
+        name = "E_pi[ell**2/2], the expectation of k2 itself (not a KL)"
+    else:
+        fam = F.family_for(fam_name, placement, exact=exact) if fam_name else None
+        if fam is None:
+            return "no named divergence: see the generator g"
+        name = fam.minimizes
+    if a < 0 and fam_name != "const":
+        return f"the negative of {name}: it ascends it (wrong sign)"
+    return name
 
 
 def _grid():
@@ -749,12 +673,14 @@ def _numeric_limit(sp, S, C, ell, direction: int) -> str:
 def _generator(sp, Cn, ell) -> str:
     """g(u) = int_1^u c(log t) dt: a per-sample coefficient c(ell) is, on-policy, the gradient of
     E_{pi_ref}[g(pi/pi_ref)] (THEORY.md 1.3)."""
+    from .derive import notation
+
     t, u = sp.symbols("t u", positive=True)
     try:
         g = sp.integrate(sp.expand_log(Cn.subs(ell, sp.log(t)), force=True), (t, 1, u))
         if g.has(sp.Integral):
             return ""
-        return str(_printer()(sp.expand_log(sp.expand(sp.simplify(g)), force=True)))
+        return notation.printer()(sp.expand_log(sp.expand(sp.simplify(g)), force=True))
     except Exception:
         return ""
 
@@ -796,77 +722,3 @@ def _json_num(x: float):
     if x == -math.inf:
         return "-inf"
     return x
-
-
-def _printer():
-    """A sympy printer in the notation of the documentation: ``sg(x)`` for a stop-gradient,
-    ``clamp(x, lo, hi)``, ``1[lo < x < hi]`` for the indicator a clamp's derivative carries, and sums
-    that do not start with a minus sign (``exp(ref - logp)``)."""
-    import sympy as sp
-    from sympy.printing.precedence import precedence
-    from sympy.printing.str import StrPrinter
-
-    class Printer(StrPrinter):
-        def _print_StopGrad(self, e):
-            return f"sg({self._print(e.args[0])})"
-
-        def _print_Clamp(self, e):
-            x, lo, hi = e.args
-            return f"clamp({self._print(x)}, {self._print(lo)}, {self._print(hi)})"
-
-        def _print_Piecewise(self, e):
-            args = e.args
-            if len(args) == 2 and args[0].expr == 1 and args[1].expr == 0 and args[1].cond == sp.true:
-                return f"1[{self._print(args[0].cond)}]"
-            parts = [f"{self._print(x)} if {self._print(c)}" for x, c in args if c != sp.true]
-            rest = [self._print(x) for x, c in args if c == sp.true]
-            return "(" + "; ".join(parts) + (f"; else {rest[0]}" if rest else "") + ")"
-
-        def _print_And(self, e):
-            bounds = {}
-            for rel in e.args:
-                if not isinstance(rel, sp.core.relational.Relational):
-                    return super()._print_And(e)
-                x, op, num = rel.lhs, rel.rel_op, rel.rhs
-                if x.is_number and not num.is_number:
-                    x, num = num, x
-                    op = {">": "<", "<": ">", ">=": "<=", "<=": ">="}.get(op, op)
-                if not num.is_number:
-                    return super()._print_And(e)
-                side = "lo" if op in (">", ">=") else "hi" if op in ("<", "<=") else None
-                if side is None:
-                    return super()._print_And(e)
-                bounds.setdefault(x, {})[side] = (num, "<" if op in (">", "<") else "<=")
-            chains = []
-            for x, b in bounds.items():
-                s = self._print(x)
-                if "lo" in b:
-                    s = f"{self._print(b['lo'][0])} {b['lo'][1]} {s}"
-                if "hi" in b:
-                    s = f"{s} {b['hi'][1]} {self._print(b['hi'][0])}"
-                chains.append(s)
-            return " and ".join(chains)
-
-        def _print_Add(self, expr, order=None):
-            terms = list(self._as_ordered_terms(expr, order=order))
-            if any(isinstance(t, sp.Order) for t in terms):
-                return super()._print_Add(expr, order=order)
-            if terms and terms[0].could_extract_minus_sign():
-                for i, t in enumerate(terms):
-                    if not t.could_extract_minus_sign():
-                        terms.insert(0, terms.pop(i))
-                        break
-            prec = precedence(expr)
-            parts = []
-            for term in terms:
-                t = self._print(term)
-                if t.startswith("-") and not term.is_Add:
-                    sign, t = "-", t[1:]
-                else:
-                    sign = "+"
-                parts.extend([sign, f"({t})" if precedence(term) < prec or term.is_Add else t])
-            sign = parts.pop(0)
-            return ("" if sign == "+" else sign) + " ".join(parts)
-
-    p = Printer()
-    return p.doprint

@@ -17,7 +17,7 @@ from ..explain import Explanation
 LABEL = 14
 WIDTH = 118
 PLACEMENT_WORDS = {"as_loss": "as a loss", "in_reward": "in the reward", "metric": "logged as a metric",
-                   "mask": "used as a mask", "controller": "read by a KL controller", "unknown": "use unknown"}
+                   "mask": "used as a mask", "controller": "read by a KL controller", "unknown": "(use unknown)"}
 
 
 def write(explanations: Sequence[Explanation], out: TextIO) -> None:
@@ -57,7 +57,7 @@ def render(e: Explanation) -> str:
 
     row("expression", f"E = {e.expression}" if e.expression else "")
     if e.value_form or e.estimates:
-        row("value", f"{e.value_form}" + (f"; estimates {e.estimates}" if e.estimates else ""))
+        row("value", "; ".join(x for x in (e.value_form, f"estimates {e.estimates}" if e.estimates else "") if x))
     d = f"dE/d{e.wrt} = {e.derivative}" if e.derivative else ""
     if e.derivative_on_policy and e.derivative_on_policy != e.derivative:
         d += f"\non-policy (old = {e.wrt}): {e.derivative_on_policy}"
@@ -79,9 +79,9 @@ def render(e: Explanation) -> str:
                 row(f"delta -> {'0' if x.delta == '0' else 'inf'}",
                     f"c -> {x.coefficient:<{width}}   -log(delta) -> {x.principled}   ({hint}"
                     + (", read numerically" if x.how == "numeric" else "") + ")")
-    row("minimises", e.minimizes + (" (in expectation, on-policy)" if e.coefficient_of and e.minimizes else ""))
+    row("minimises", e.minimizes + ("    (expected gradient, on-policy)" if e.coefficient_of and e.minimizes else ""))
     if e.generator:
-        row("", f"= grad E_pi_ref[g(pi/pi_ref)] with g(u) = {e.generator}")
+        row("", f"expected gradient = grad E_pi_ref[g(pi/pi_ref)] with g(u) = {e.generator}")
     row("off-policy", e.off_policy)
     if e.zero_gradient:
         row("zero gradient", "; ".join(_zero(z) for z in e.zero_gradient))
@@ -149,10 +149,10 @@ def _options(e: Explanation) -> str:
             mark = (mark + " unreachable").strip()
         where = str(o.line) if o.path == e.path else f"{o.path}:{o.line}"
         rows.append((opts, where, o.estimator, o.placement, o.coefficient, verdict, o.minimizes, mark))
-    widths = [min(max(len(r[i]) for r in rows), 60) for i in range(len(rows[0]))]
-    text = []
-    for r in rows:
-        text.append("  ".join(f"{c[:60]:<{w}}" for c, w in zip(r, widths)).rstrip())
+    cap = (90, 40, 20, 12, 40, 16, 60, 30)
+    rows = [tuple(c if len(c) <= m else c[:m - 3] + "..." for c, m in zip(r, cap)) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    text = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip() for r in rows]
     for s in e.defaults:
         text.append(f"default: {s.key} = {s.value}, set at {s.path}:{s.line} ({s.source})")
     return "\n".join(text)

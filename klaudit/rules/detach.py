@@ -14,12 +14,17 @@ def reward_not_detached(t: KLTerm, p: Project) -> Iterable[Hit]:
         return
     if ir.POLICY in t.live_grad:
         where = t.placement.detail or "the reward"
+        d = t.derivation
+        rc = d.reward_coefficient or "k"
+        lc = d.loss_coefficient or "dk/dlog pi"
+        principled = "" if rc == "-log(delta)" else " (principled: -log(delta))"
+        extra = "log pi" if lc == "1" else f"({lc}) * log pi"
         yield Hit(
             f"KL {where} from log-probs that still carry gradient (a forward pass outside torch.no_grad, not "
-            "detached): the reward/advantage then back-propagates into the policy, adding an extra "
-            "+beta * logp * grad log pi term (an entropy-like bonus with a log-prob surrogate, zero-mean noise "
-            f"with a ratio surrogate) on top of the policy gradient. Compute the reward KL under torch.no_grad() "
-            f"or .detach() it{_ctx(t)}."
+            f"detached): the reward/advantage then back-propagates into the policy, so the intended reward "
+            f"coefficient {rc}{principled} gains an extra {extra} (an entropy-like bonus "
+            "with a log-prob surrogate, zero-mean noise with a ratio surrogate) on top of the policy gradient. "
+            f"Compute the reward KL under torch.no_grad() or .detach() it{_ctx(t)}."
         )
 
 
@@ -29,7 +34,8 @@ def reference_has_gradient(t: KLTerm, p: Project) -> Iterable[Hit]:
     if ir.REF in t.live_grad:
         yield Hit(
             "the reference log-probs come from a forward pass outside torch.no_grad and are not detached: the "
-            "loss also back-propagates into the reference model (-c * grad log pi_ref), which drifts instead of "
+            "loss also back-propagates into the reference model (-c * grad log pi_ref with c = "
+            f"{t.derivation.loss_coefficient or 'the loss coefficient'}), which drifts instead of "
             "staying an anchor (unless its parameters are frozen with requires_grad_(False)). Compute the "
             f"reference under torch.no_grad() or .detach() it{_ctx(t)}."
         )

@@ -20,11 +20,22 @@ def sign_error(t: KLTerm, p: Project) -> Iterable[Hit]:
         return
     if effective_sign(d, pl, t.placement.sign) < 0:
         where = "added to the reward" if pl == IN_REWARD else "subtracted from the loss"
+        coef = _negated((d.reward_coefficient if pl == IN_REWARD else d.loss_coefficient) or "c")
         yield Hit(
-            f"the KL penalty is {where} with the wrong sign: the gradient ascends KL(pi || pi_ref) "
-            "(coefficient +log(delta) instead of -log(delta)) and drives the policy away from the reference. "
+            f"the KL penalty is {where} with the wrong sign (or its log-ratio is written ref - logp): the "
+            f"effective coefficient is {coef} instead of -log(delta), so the gradient ascends the divergence "
+            "and drives the policy away from the reference. "
             f"Use reward -= beta * KL or loss += beta * KL with KL = logp - ref_logp{_ctx(t)}."
         )
+
+
+def _negated(coef: str) -> str:
+    """The coefficient a penalty with the wrong sign applies: -c, written simply."""
+    if coef == "-log(delta)":
+        return "+log(delta)"
+    if coef == "1":
+        return "-1"
+    return f"-({coef})"
 
 
 def forward_kl(t: KLTerm, p: Project) -> Iterable[Hit]:
@@ -36,17 +47,20 @@ def forward_kl(t: KLTerm, p: Project) -> Iterable[Hit]:
         yield Hit(
             f"k3 written with the ratio inverted, exp(logp - ref) - 1 - (logp - ref): under samples from "
             f"{sampler} it estimates chi^2 - KL, not KL (they agree only to second order), and as a loss its "
-            "expected gradient is half the chi-square gradient. Use delta = exp(ref - logp): "
+            "coefficient is 1/delta - 1 instead of -log(delta), whose expectation is half "
+            "the chi-square gradient. Use delta = exp(ref - logp): "
             f"delta - 1 - log(delta){_ctx(t)}."
         )
 
 
 def double_count(t: KLTerm, p: Project) -> Iterable[Hit]:
     d = t.derivation
-    if t.placement.kind != AS_LOSS or not penalises_reference(t):
+    if t.placement.kind != AS_LOSS or not penalises_reference(t) or t.callers:
         return
     for o in p.in_function(t.function):
-        if o is t or o.placement.kind != IN_REWARD or o.derivation.anchor != d.anchor:
+        # both placed in this very function (a helper's branches reached by different callers are
+        # alternatives, not a double count)
+        if o is t or o.callers or o.placement.kind != IN_REWARD or o.derivation.anchor != d.anchor:
             continue
         od = o.derivation
         rl = od.reward_family, d.loss_family

@@ -23,7 +23,11 @@ def _exact_pair(t: KLTerm, p: Project) -> bool:
     want = "k3_value" if other_kind == IN_REWARD else "one_minus_delta"
     if (d.loss_family if t.placement.kind == AS_LOSS else d.reward_family) != mine:
         return False
+    if t.callers:
+        return False
     for o in p.in_function(t.function):
+        if o.callers:
+            continue
         od = o.derivation
         fam = od.reward_family if other_kind == IN_REWARD else od.loss_family
         if o is not t and o.placement.kind == other_kind and fam == want and od.anchor == d.anchor:
@@ -72,8 +76,8 @@ def non_k1_in_reward(t: KLTerm, p: Project) -> Iterable[Hit]:
         yield Hit(
             f"{est} estimator subtracted from the reward: the reward coefficient is {coef}, not -log(delta); it "
             f"has no first-order term, so near pi_ref there is no restoring force, and the term targets {target}"
-            f"{_use(t, 'reward')}. Put k1 = logp - ref_logp in the reward (detached), or move {est} to the loss "
-            f"as k2{_ctx(t)}."
+            f"{_use(t, 'reward')}. Put k1 = logp - ref_logp in the reward (detached), or "
+            f"{'use k2 as the loss instead' if est == 'k2' else 'move the penalty to the loss as k2'}{_ctx(t)}."
         )
 
 
@@ -82,8 +86,9 @@ def abs_as_loss(t: KLTerm, p: Project) -> Iterable[Hit]:
     if _loss_term(t) and d.loss_family == "sign":
         yield Hit(
             "|log pi - log pi_ref| differentiated as a loss: gradient coefficient sign(-log(delta)), a constant "
-            "magnitude; in expectation it is the gradient of 2 TV(pi, pi_ref), not of the KL, and it chatters "
-            f"around pi = pi_ref{_use(t)}. Use k2 = 0.5 * (logp - ref_logp)**2 as the loss{_ctx(t)}."
+            "magnitude, instead of -log(delta); in expectation it is the gradient of 2 TV(pi, pi_ref), not of the "
+            f"KL, and it chatters around pi = pi_ref{_use(t)}. Use k2 = 0.5 * (logp - ref_logp)**2 as the loss"
+            f"{_ctx(t)}."
         )
 
 
@@ -97,9 +102,11 @@ def off_policy_without_is(t: KLTerm, p: Project) -> Iterable[Hit]:
            "multiply it by the differentiable ratio exp(logp - old_logp)")
     yield Hit(
         "KL term used as a loss in an update that reuses rollouts (the same loss computes the ratio "
-        "pi/pi_old): once pi differs from the rollout policy mu the samples come from mu and E_mu[c * grad "
-        f"log pi] is not the reverse-KL gradient; the bias grows with the drift{_use(t)}. {fix[0].upper() + fix[1:]} "
-        f"(the importance weight the policy term already uses), or put k1 in the reward{_ctx(t)}."
+        f"pi/pi_old) without an importance weight: its coefficient {d.loss_coefficient or 'c'} is applied to "
+        "samples from the rollout policy mu, and once pi differs from mu E_mu[c * grad log pi] is not the "
+        "reverse-KL gradient (that needs w * (-log(delta)) with w = pi/pi_old); the bias grows with the drift"
+        f"{_use(t)}. {fix[0].upper() + fix[1:]} (the importance weight the policy term already uses), or put k1 "
+        f"in the reward{_ctx(t)}."
     )
 
 
@@ -110,7 +117,8 @@ def loss_without_gradient(t: KLTerm, p: Project) -> Iterable[Hit]:
     if d.kind == "estimator" and d.grad_free:
         yield Hit(
             "KL term added to the loss, but built only from detached or rollout-time log-probs: it is a constant "
-            f"for the optimiser and contributes no gradient at all{_use(t)}. Compute it from the current "
+            "for the optimiser, its gradient coefficient is 0 instead of -log(delta), and it contributes no "
+            f"regularisation at all{_use(t)}. Compute it from the current "
             f"log-probs that carry gradient (and use k2), or move it to the reward{_ctx(t)}."
         )
 
@@ -128,8 +136,9 @@ def mismatched_importance_weight(t: KLTerm, p: Project) -> Iterable[Hit]:
         )
     elif d.is_weight == "differentiable" and d.loss_family == "ell_one_plus_half_ell":
         yield Hit(
-            "k2 loss weighted by a differentiable importance ratio pi/pi_old: coefficient w * ell * (1 + ell/2), "
-            f"biased; with k2 the ratio must be detached{_use(t)}. Use exp(logp - old_logp).detach() * k2, or a "
+            "k2 loss weighted by a differentiable importance ratio pi/pi_old: coefficient "
+            "w * (-log(delta)) * (1 - log(delta)/2) instead of w * (-log(delta)), biased; with k2 the ratio must "
+            f"be detached{_use(t)}. Use exp(logp - old_logp).detach() * k2, or a "
             f"differentiable ratio with k3{_ctx(t)}."
         )
 
@@ -138,10 +147,12 @@ def partial_sequence_gradient(t: KLTerm, p: Project) -> Iterable[Hit]:
     d = t.derivation
     if _loss_term(t) and t.derivation.loss_family in ("ell", "one_minus_delta") and d.kind in ("estimator", "surrogate"):
         yield Hit(
-            "per-token KL as a loss gives only the partial sequence gradient E[sum_t s_t ell_t]: it misses the "
-            "credit sum_{u>t} ell_u that earlier tokens get for changing which later states are visited (exact "
-            f"for a single token, biased for sequences){_use(t)}. For the full sequence-level reverse-KL gradient "
-            f"put k1 in the reward with gamma = 1 returns{_ctx(t)}."
+            f"per-token KL as a loss: each token gets the coefficient {d.loss_coefficient} of its own log-ratio "
+            "only, the partial sequence gradient E[sum_t s_t ell_t]; the sequence-level reverse-KL gradient gives "
+            "token t, instead of its own -log(delta), the reward-to-go sum_{u>=t} -log(delta_u): also the credit "
+            "for changing which later "
+            f"states are visited (exact for a single token, biased for sequences){_use(t)}. Put k1 in the reward "
+            f"with gamma = 1 returns for the full sequence gradient{_ctx(t)}."
         )
 
 
@@ -149,13 +160,16 @@ def straight_through_mismatch(t: KLTerm, p: Project) -> Iterable[Hit]:
     if t.st_mismatch and t.placement.kind in (AS_LOSS, IN_REWARD) and penalises_reference(t):
         yield Hit(
             "straight-through KL (b - b.detach() + v.detach()) whose gradient part b and value part v read "
-            "different log-prob tensors: the gradient is not that of the value it logs and optimises. Build b "
-            f"and v from the same logp and ref_logp{_ctx(t)}."
+            f"different log-prob tensors: the gradient (coefficient {t.derivation.loss_coefficient or 'of b'}) is "
+            "not that of the value it logs and optimises. Build b and v from the same logp and ref_logp"
+            f"{_ctx(t)}."
         )
     elif t.placement.kind == IN_REWARD and penalises_reference(t) and _is_straight_through(t):
         yield Hit(
-            "straight-through KL in the reward: the detached reward only sees the value v, so the gradient trick "
-            f"is inert and the reward coefficient is v's; use it as a loss, or put k1 in the reward{_ctx(t)}."
+            "straight-through KL in the reward: the reward only reaches the policy through its value v, so the "
+            f"gradient trick is inert and the reward coefficient is v's, {t.derivation.reward_coefficient or 'unknown'}"
+            ", not the -log(delta) the trick was meant to give. Use it as a loss, or put k1 in the reward"
+            f"{_ctx(t)}."
         )
 
 

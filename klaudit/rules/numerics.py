@@ -18,6 +18,7 @@ def clamp_zeroes_gradient(t: KLTerm, p: Project) -> Iterable[Hit]:
         return
     yield Hit(
         f"a clamp on the KL (or its log-ratio) zeroes its gradient exactly on the most drifted tokens: for "
-        f"{ranges(live)} (ell = log pi - log pi_ref) the coefficient is 0 instead of {d.loss_coefficient}. Clip "
+        f"{ranges(live)} (ell = log pi - log pi_ref) the coefficient is 0 instead of {d.loss_coefficient}"
+        f"{'' if d.loss_coefficient == '-log(delta)' else ' (principled: -log(delta))'}. Clip "
         f"the coefficient (or use a straight-through form) instead of the value, or drop the clamp{_ctx(t)}."
     )

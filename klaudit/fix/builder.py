@@ -1,0 +1,212 @@
+"""Fixes for the findings of one term: compose the fix kinds, write them into the source, check them.
+
+``Fixer.attach(term, findings)`` is what the engine asks when fixes are requested.  It builds one
+edit for all fixable findings of the term (they concern the same expression), writes it with libcst
+into a copy of the tree, keeps it only when the result parses, touches only the statements concerned
+and re-lints clean for those rules (:mod:`klaudit.fix.verify`), and attaches it as an unsafe
+``Fix``: every one of these changes training dynamics.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, FrozenSet, List, Optional, Tuple
+
+import libcst as cst
+
+from ..model import Finding, Fix, KLTerm
+from . import detach, importance_weight, k1_reward, k2_loss, sign
+from .operands import Operands
+from .rewrite import Rewrite, Site
+from .syntax import ADD, MUL, atom, fit, operand_text, parenthesized, parse, precedence, with_parens
+from .tree import ParsedFile, parse_file, parse_text
+from .verify import Verifier
+
+# the order the kinds compose in: the estimator first, then what wraps it, then the placement
+KINDS = (k2_loss, k1_reward, importance_weight, detach, sign)
+FIXABLE = frozenset(c for k in KINDS for c in k.CODES)
+
+
+class Fixer:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.verifier = Verifier(cfg)
+        self._files: Dict[str, Optional[ParsedFile]] = {}
+        self._built: Dict[Tuple, Tuple[Optional[Fix], FrozenSet[str]]] = {}
+        self.rejected: List[Tuple[str, int, str]] = []  # (path, line, why) of fixes that failed their checks
+
+    def attach(self, term: KLTerm, findings: List[Finding]) -> List[Finding]:
+        """``findings`` (all of ``term``) with the term's fix attached to those it fixes."""
+        codes = frozenset(f.code for f in findings if f.code in FIXABLE and f.fix is None)
+        if not codes:
+            return findings
+        key = (term.loc, codes)
+        if key not in self._built:
+            try:
+                self._built[key] = self.build(term, codes)
+            except (RecursionError, MemoryError, cst.ParserSyntaxError, ValueError, TypeError, AttributeError):
+                self._built[key] = (None, frozenset())
+        fix, fixed = self._built[key]
+        if fix is None:
+            return findings
+        return [dataclasses.replace(f, fix=fix) if f.code in fixed and f.fix is None else f for f in findings]
+
+    # ------------------------------------------------------------------------------------ build
+    def build(self, term: KLTerm, codes: FrozenSet[str]) -> Tuple[Optional[Fix], FrozenSet[str]]:
+        if not fixable_term(term):
+            return None, frozenset()
+        pf = self._file(term.loc.path)
+        if pf is None:
+            return None, frozenset()
+        site = make_site(pf, term)
+        if site is None:
+            return None, frozenset()
+        rw = Rewrite()
+        fixed = set()
+        for kind in KINDS:
+            mine = codes & set(kind.CODES)
+            if mine and kind.apply(site, rw):
+                fixed |= mine
+        if not fixed:
+            return None, frozenset()
+        fixed = frozenset(fixed)
+        new = render(site, rw)
+        if new is None:
+            return None, frozenset()
+        edit = line_edit(pf.text, new)
+        if edit is None:
+            return None, frozenset()
+        start, end, lines = edit
+        allowed = allowed_lines(site, rw)
+        if start < allowed[0] or end > allowed[1]:
+            return None, frozenset()
+        why = self.verifier.check(term, fixed, pf.path, pf.text, new, (start, end),
+                                  (start, start + max(len(lines), 1) - 1))
+        if why is not None:
+            self.rejected.append((pf.path, term.loc.line, why))
+            return None, frozenset()
+        desc = "; ".join(rw.notes)
+        desc = desc[0].upper() + desc[1:] + "."
+        return Fix(pf.path, start, end, "".join(ln + "\n" for ln in lines), desc, unsafe=True), fixed
+
+    def _file(self, path: str) -> Optional[ParsedFile]:
+        if path not in self._files:
+            self._files[path] = parse_file(path)
+        return self._files[path]
+
+
+def fixable_term(t: KLTerm) -> bool:
+    """A term written where it is used: not a helper's (whose fix would change every caller), not one
+    whose options change what it computes (``if use_bias_correction_kl: kl = kl * ratio``: a rewrite
+    would change what every option means; options that only switch it on, ``if beta != 0``, are fine),
+    not in a notebook."""
+    if not t.loc.path.endswith((".py", ".pyi")):
+        return False
+    if t.via or t.definition is not None or t.callers or t.chain or t.report_at_use:
+        return False
+    versions = {(v.loc, v.derivation.key, v.placement) for v in t.variants if v.reachable}
+    return len(versions) <= 1 and all(v.loc == t.loc for v in t.variants)
+
+
+def make_site(pf: ParsedFile, term: KLTerm) -> Optional[Site]:
+    est = pf.node_at(term.loc)
+    if est is None:
+        return None
+    if term.derivation.estimator == "k2":
+        est = _with_half(pf, est)
+    scope = pf.function(est) or pf.module
+    lines = pf.statement_lines(est)
+    if lines is None:
+        return None
+    ops = Operands(pf, term, scope, lines[0])
+    return Site(pf, term, est, scope, ops, ops.log_ratio(est))
+
+
+def _with_half(pf: ParsedFile, est: cst.BaseExpression) -> cst.BaseExpression:
+    """``0.5 * x``, ``x * 0.5``, ``x / 2``: the k2 estimator with its constant (the analyzer points at
+    ``x``)."""
+    p = pf.parent(est)
+    if isinstance(p, cst.BinaryOperation):
+        other = p.right if p.left is est else p.left
+        num = isinstance(other, (cst.Integer, cst.Float))
+        if num and isinstance(p.operator, cst.Multiply):
+            return p
+        if num and isinstance(p.operator, cst.Divide) and p.left is est:
+            return p
+    return est
+
+
+def render(site: Site, rw: Rewrite) -> Optional[str]:
+    """The new module text, or None when the composed expression does not parse."""
+    pf = site.pf
+    replace: Dict[int, cst.CSTNode] = {}
+    base = site.est
+    if rw.swap is not None and rw.grad is None:
+        s = rw.swap
+        swapped = s.with_changes(left=_operand(s.right, ADD), right=_operand(s.left, MUL))
+        base = swapped if s is site.est else site.est.deep_replace(s, swapped)
+    changed = rw.grad is not None or rw.weight or rw.detach or base is not site.est
+    if changed:
+        text = rw.grad if rw.grad is not None else pf.module.code_for_node(base).strip()
+        if rw.weight:
+            text = f"{rw.weight} * {operand_text(text, None, MUL + 1)}"
+        if rw.value is not None:
+            text = f"{text} - {atom(text)}.detach() + {atom(rw.value)}.detach()"
+        if rw.detach:
+            text = f"{atom(text)}.detach()"
+        node = parse(text)
+        if node is None:
+            return None
+        if rw.grad is None and not rw.weight and rw.value is None and not rw.detach:
+            node = base  # only the operands were swapped: keep the node, its parentheses and spacing
+        else:
+            node = fit(node, site.est, pf.parent(site.est))
+        replace[id(site.est)] = node
+    if rw.flip is not None:
+        replace[id(rw.flip)] = None  # marker: flip its operator after its children are rewritten
+    if not replace:
+        return None
+
+    class _Edit(cst.CSTTransformer):
+        def on_leave(self, original_node, updated_node):
+            k = id(original_node)
+            if k not in replace:
+                return updated_node
+            if replace[k] is None:
+                return sign.flipped(updated_node)
+            return replace[k]
+
+    new = pf.module.visit(_Edit()).code
+    return new if parse_text(pf.path, new) is not None else None
+
+
+def _operand(node: cst.BaseExpression, need: int) -> cst.BaseExpression:
+    """``node`` moved into an operand slot that needs precedence ``need``."""
+    return node if parenthesized(node) or precedence(node) >= need else with_parens(node)
+
+
+def allowed_lines(site: Site, rw: Rewrite) -> Tuple[int, int]:
+    """The statements a fix may touch: the estimator's, and the placement's when the sign flips."""
+    pf = site.pf
+    lo, hi = pf.statement_lines(site.est)
+    if rw.flip is not None:
+        r = pf.statement_lines(rw.flip)
+        if r is not None:
+            lo, hi = min(lo, r[0]), max(hi, r[1])
+    return lo, hi
+
+
+def line_edit(old: str, new: str) -> Optional[Tuple[int, int, List[str]]]:
+    """(first line, last line, replacement lines) of the one region where ``new`` differs from ``old``."""
+    a, b = old.split("\n"), new.split("\n")
+    if a == b:
+        return None
+    p = 0
+    while p < min(len(a), len(b)) and a[p] == b[p]:
+        p += 1
+    s = 0
+    while s < min(len(a), len(b)) - p and a[len(a) - 1 - s] == b[len(b) - 1 - s]:
+        s += 1
+    start, end = p + 1, len(a) - s
+    if end < start:
+        return None  # pure insertion: never produced by these fixes
+    return start, end, b[p:len(b) - s]

@@ -1,0 +1,63 @@
+"""Which files need libcst at all.
+
+Stage one reads each file's bytes and keeps those that can hold a KL term by themselves: they name
+a KL (``kl``, ``kld``, ``divergence``), or they name log-probs *and* a reference/teacher.  Stage two
+adds the files that stage-one files call into (helpers computing log-probs, aggregation functions),
+found from the qualified names of their unresolved calls and imports, so cross-file linking sees
+what it needs.  The prefilter never loses a term that the full analysis finds on the fixtures
+(tested), and ``--no-prefilter`` turns it off.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, Iterable, List, Set
+
+from . import ir
+
+KL_WORDS = re.compile(rb"(?i)(?<![a-z])kl|_kl|kl_|kld|divergence")
+LOGP_WORDS = re.compile(rb"(?i)log_?probs?|logps?(?![a-z])|logprobs?|log_softmax|logits|log_pi|logpi")
+REF_WORDS = re.compile(rb"(?i)(?<![a-z])ref(?![a-z])|ref_|_ref(?![a-z])|reference|teacher")
+
+
+def candidate(data: bytes) -> bool:
+    if KL_WORDS.search(data):
+        return True
+    return bool(LOGP_WORDS.search(data) and REF_WORDS.search(data))
+
+
+def referenced_modules(summaries: Iterable) -> Set[str]:
+    """Modules (dotted names) that the given module summaries call into or import from."""
+    out: Set[str] = set()
+    for ms in summaries:
+        for q in ms.imports.values():
+            out.add(q)
+            out.add(q.rpartition(".")[0])
+        for fs in ms.functions.values():
+            for ev in fs.events:
+                for n in ir.walk(ev.value):
+                    if isinstance(n, ir.Call):
+                        for t in n.target:
+                            if ":" in t:
+                                continue
+                            out.add(t.rpartition(".")[0])
+        for cs in ms.classes.values():
+            for b in cs.bases:
+                out.add(b.rpartition(".")[0])
+    out.discard("")
+    return out
+
+
+def files_for_modules(modules: Set[str], module_of: Dict[str, str]) -> List[str]:
+    """Paths whose module name equals, or ends with, one of ``modules`` (by dotted suffix)."""
+    if not modules:
+        return []
+    by_suffix: Dict[str, List[str]] = {}
+    for path, mod in module_of.items():
+        parts = mod.split(".")
+        for i in range(len(parts)):
+            by_suffix.setdefault(".".join(parts[i:]), []).append(path)
+    out: Set[str] = set()
+    for m in modules:
+        for p in by_suffix.get(m, ()):
+            out.add(p)
+    return sorted(out)
