@@ -12,7 +12,7 @@ from .classify.definitions import helper_terms
 from .classify.terms import function_terms
 from .link.configindex import ConfigIndex
 from .link.defaults import ProjectDefaults
-from .link.linker import Linker
+from .link.linker import Linker, relevant_functions
 from .config import Config
 from .discover import discover
 from .extract.context import module_name
@@ -106,9 +106,12 @@ def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[
     defaults = []
     for ms in summaries:
         defaults.extend(ms.config_defaults)
+    relevant = relevant_functions(linker)
     linked = []
     for ms in summaries:
         for fs in ms.functions.values():
+            if fs.qualname not in relevant:
+                continue
             try:
                 linked.append(linker.link_function(fs))
             except RecursionError:

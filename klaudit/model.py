@@ -45,6 +45,7 @@ class Variant:
     context: Optional[Loc] = None  # for a helper's term: the call site this version is judged at
     placement_loc: Optional[Loc] = None
     flipped: bool = False  # default only once a switch that is off by default is turned on
+    core: Optional[Expr] = field(default=None, compare=False, repr=False)  # this version's lifted expression
 
     def verdict(self) -> str:
         return principled_text(self.derivation, self.placement)

@@ -17,8 +17,8 @@ def compute(module) -> Dict[int, Range]:
     import libcst
     from libcst._nodes.internal import CodegenState
 
-    leading_types = (libcst.SimpleStatementLine, libcst.If, libcst.For, libcst.While, libcst.Try, libcst.With,
-                     libcst.FunctionDef, libcst.ClassDef, libcst.TryStar, libcst.Match)
+    leading = {libcst.SimpleStatementLine, libcst.If, libcst.For, libcst.While, libcst.Try, libcst.With,
+               libcst.FunctionDef, libcst.ClassDef, libcst.TryStar, libcst.Match}
 
     class _State(CodegenState):
         __slots__ = ("line", "col", "stack", "out")
@@ -47,14 +47,10 @@ def compute(module) -> Dict[int, Range]:
 
         def after_codegen(self, node) -> None:
             line, col = self.stack.pop()
-            if isinstance(node, leading_types):
+            if type(node) in leading:  # exact types: isinstance on libcst's ABC-based nodes is slow
                 skip = len(node.leading_lines)
                 if skip:
                     line, col = line + skip, 0
-                if isinstance(node, (libcst.FunctionDef, libcst.ClassDef)) and node.decorators:
-                    pass  # the range starts at the first decorator, as the source reads
-                if col == 0 and not isinstance(node, libcst.SimpleStatementLine):
-                    pass
             self.out[id(node)] = (line, col + 1, self.line, self.col + 1)
 
     st = _State()

@@ -28,7 +28,10 @@ FIXES = os.path.join(FIXTURES, "packages", "fixes")
 
 
 def klaudit(*args, cwd=None):
-    p = subprocess.run([sys.executable, "-m", "klaudit", *args], capture_output=True, text=True, cwd=cwd)
+    """The real CLI, without the cache (every run analyses and builds its fixes afresh)."""
+    assert args[0] == "check"
+    p = subprocess.run([sys.executable, "-m", "klaudit", "check", "--no-cache", *args[1:]], capture_output=True,
+                       text=True, cwd=cwd)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -293,6 +296,18 @@ def test_summaries_and_exit_codes(run):
     assert "applied" in err and "in 6 files" in err, err
     rc, out, err = klaudit("check", "--diff", run.dir)
     assert (rc, out) == (0, "") and "no fixes available" in err  # nothing left to fix
+
+
+def test_sarif_carries_the_fixes(run, tmp_path):
+    rc, out, _ = klaudit("check", "--fix", "--output-format", "sarif", os.path.join(FIXES, "sign_error.py"))
+    results = json.loads(out)["runs"][0]["results"]
+    assert results and all(r["properties"]["fix"] for r in results)
+    change = results[0]["fixes"][0]["artifactChanges"][0]
+    (rep,) = change["replacements"]
+    region = rep["deletedRegion"]
+    assert (region["startLine"], region["endLine"], region["startColumn"], region["endColumn"]) == (7, 8, 1, 1)
+    assert rep["insertedContent"]["text"] == "    rewards = scores - beta * kl\n"
+    assert change["artifactLocation"]["uri"].endswith("sign_error.py")
 
 
 def test_plain_lint_loads_neither_fixes_nor_torch(tmp_path):

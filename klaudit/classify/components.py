@@ -33,7 +33,8 @@ class Component:
     placed_inside: bool = False  # a helper on its path already placed it in a loss/reward it returns
     cscale: float = 1.0  # numeric constants that multiplied it (0.5 in 0.5 * ell**2): part of its value
     coef_loc: Optional[object] = None  # where a coefficient (beta, kl_ctl.value) first multiplied it
-    mean: bool = False  # an average (not a sum) over tokens on the way
+    mean: bool = False  # the innermost reduction (over tokens) is an average, not a sum
+    aggs: Tuple[str, ...] = ()  # reductions on the way, outermost first ("sum", "mean")
 
     def full(self) -> Expr:
         from .roles import collapse_choices
@@ -177,11 +178,18 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
             # form one estimator (k3 = exp(-l) + l - 1, a straight-through b - sg(b) + sg(v)); over
             # different tensors they are different terms (a PPO surrogate plus a KL).  Arguments
             # reading one role each (logp, -ref) only make sense together (k1 = logp - ref).
+            if _straight_through(e):
+                _leaf(e, sign, vias, conds, detached, agg, weights, names, comps, others)
+                return
             groups: dict = {}
             order = []
             partial = []
             consts = []
             for a in e.args:
+                if _reduced(a) and logp_keys(a):
+                    # a separately reduced summand is its own term (a policy-gradient sum next to a KL sum)
+                    _split(a, sign, vias, conds, detached, agg, weights, names, comps, others, d)
+                    continue
                 k = logp_keys(a)
                 if not k:
                     if isinstance(a, Const):
@@ -223,9 +231,10 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
         if op == "agg":
             n0 = len(comps)
             _split(e.args[0], sign, vias, conds, detached, True, weights, names, comps, others, d)
-            if len(e.args) > 1:
-                for c in comps[n0:]:
-                    c.mean = True
+            kind = "mean" if len(e.args) > 1 else "sum"
+            for c in comps[n0:]:
+                c.aggs = (kind,) + c.aggs  # outermost first
+                c.mean = c.aggs[-1] == "mean"  # the reduction over tokens is the innermost
             return
         if op == "where":
             for a in e.args:
@@ -290,6 +299,42 @@ def _combined(e: Expr) -> bool:
     return any(o.kind in ("loss", "reward") or has_logp(o.value) for o in others)
 
 
+def _peel_scale(a: Expr) -> Expr:
+    while isinstance(a, Op) and (a.op in ("named", "at") or (a.op == "mul" and sum(
+            1 for x in a.args if has_logp(x)) == 1)):
+        a = a.args[-1] if a.op in ("named", "at") else next(x for x in a.args if has_logp(x))
+    return a
+
+
+def _reduced(a: Expr) -> bool:
+    return isinstance(_peel_scale(a), Op) and _peel_scale(a).op == "agg"
+
+
+def _straight_through(e: Op) -> bool:
+    """b - sg(b) + sg(v): a live part whose detached copy is subtracted again."""
+    live = []
+    frozen = []
+    for a in e.args:
+        x = a
+        neg = False
+        while isinstance(x, Op) and x.op == "mul" and any(isinstance(y, Const) for y in x.args):
+            rest = [y for y in x.args if not isinstance(y, Const)]
+            if len(rest) != 1:
+                break
+            neg ^= any(isinstance(y, Const) and y.value < 0 for y in x.args)
+            x = rest[0]
+        while isinstance(x, Op) and x.op in ("named", "at"):
+            x = x.args[-1]
+        if isinstance(x, Op) and x.op == "sg":
+            inner = x.args[0]
+            while isinstance(inner, Op) and inner.op in ("named", "at"):
+                inner = inner.args[-1]
+            frozen.append((neg, inner))
+        else:
+            live.append(x)
+    return any(neg and any(inner is l for l in live) for neg, inner in frozen) and len(frozen) >= 2
+
+
 def _sink_name(name: str) -> bool:
     from .. import vocabulary as vocab
 
@@ -333,11 +378,7 @@ def _kind_of(e: Expr, names: Tuple[str, ...]) -> str:
                 return "loss"
             if vocab.is_reward_name(nm):
                 return "reward"
-    for nm in names:
-        if vocab.is_loss_name(nm):
-            return "loss"
-        if vocab.is_reward_name(nm):
-            return "reward"
+    # (the names the KL value itself carries say nothing about what it is added to)
     return "other"
 
 

@@ -40,7 +40,7 @@ def _build(items) -> M.KLTerm:
         contexts.append(M.Variant(
             options=(("called at", f"{t.loc.path}:{t.loc.line}"),) + tuple(v.options), loc=v.loc,
             derivation=v.derivation, placement=v.placement, is_default=v.is_default, reachable=v.reachable,
-            context=t.loc, placement_loc=v.placement_loc, flipped=v.flipped,
+            context=t.loc, placement_loc=v.placement_loc, flipped=v.flipped, core=v.core,
         ))
     live = [c for c in contexts if c.is_default is not False]
     placed = [c for c in live if c.placement != M.UNKNOWN]
@@ -73,7 +73,8 @@ def _build(items) -> M.KLTerm:
                 defaults.append(d)
     return M.KLTerm(
         loc=loc, function=func, stmt=(loc.line, loc.end_line), derivation=best.derivation, placement=placement,
-        core=src_term.core, definition=None, via=(), variants=variants, defaults=tuple(defaults),
+        core=best.core if best.core is not None else src_term.core, definition=None, via=(), variants=variants,
+        defaults=tuple(defaults),
         confidence=src_term.confidence, roles=src_term.roles, detached=src_term.detached,
         aggregation=src_term.aggregation, reachable=reachable, notes=tuple(notes), kl_name=src_term.kl_name,
         context=src_term.context, masked=src_term.masked, agg=src_term.agg, live_grad=src_term.live_grad,

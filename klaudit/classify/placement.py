@@ -50,7 +50,10 @@ def _value_sign(comp: Component) -> int:
 
 def event_placement(ev: Event, fs: FunctionSummary, comp: Component, others: List[Other]) -> Optional[M.Placement]:
     csign = comp.sign * (-1 if ev.aug == "-" else 1)
-    vsign = csign * _value_sign(comp)  # the sign the divergence itself enters with
+
+    def vsign() -> int:  # the sign the divergence itself enters with (derives: only when needed)
+        return csign * _value_sign(comp)
+
     kinds = {o.kind for o in others}
     tgt = ev.target
     # where the value enters the reward or loss: the line that scales it by its coefficient when
@@ -73,7 +76,7 @@ def event_placement(ev: Event, fs: FunctionSummary, comp: Component, others: Lis
     if ev.kind in (ASSIGN, STORE):
         if ev.kind == STORE and _is_metric_target(tgt):
             return M.Placement(M.METRIC, loc, 1, "stored in a metrics container", tgt)
-        if "reward" in kinds or (_is_reward_target(tgt) and (vsign < 0 or ev.aug in ("+", "-"))):
+        if "reward" in kinds or (_is_reward_target(tgt) and (ev.aug in ("+", "-") or vsign() < 0)):
             detail = "folded into the advantages" if vocab.is_kind(tgt, {"advantage", "advantages", "adv", "advs"}) \
                 else ("folded into the returns" if vocab.is_kind(tgt, {"return", "returns"}) else
                       "subtracted from the reward")
@@ -89,7 +92,7 @@ def event_placement(ev: Event, fs: FunctionSummary, comp: Component, others: Lis
         if vocab.is_loss_name(fs.name) or (fs.class_name and vocab.is_loss_name(fs.class_name.rsplit(".", 1)[-1])
                                             and fs.name in ("forward", "__call__")):
             return M.Placement(M.AS_LOSS, loc, csign, "returned from a loss function", fs.name)
-        if vocab.is_reward_name(fs.name) and vsign < 0:
+        if vocab.is_reward_name(fs.name) and vsign() < 0:
             return M.Placement(M.IN_REWARD, loc, -csign, "returned from a reward function", fs.name)
         return None
     return None

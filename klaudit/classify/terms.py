@@ -159,18 +159,20 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
             merged = cands_all.setdefault(k, [])
             merged.extend(x for x in cands[k] if x not in merged)
         base = _event_base(klist, defaults, cands, ev.conds)
+        has_choice = any(isinstance(n, ir.Choice) for n in ir.walk(v))
+        split_memo: dict = {}  # assignments that leave the value unchanged share one split
         for A in O.assignments(klist, cands, base):
-            smemo: dict = {}
             akey = tuple(sorted(((k, v2) for k, v2 in A.items()), key=lambda kv: repr(kv)))
             event_assigns.setdefault(ev.loc, []).append(akey)
             if not O.conds_hold(ev.conds, A):
                 continue
-            sv = O.specialize(v, A, smemo) if klist else v
-            comps, others = split(sv)
-            for c in comps:
-                if c.placed_inside:
-                    continue
-                pl = event_placement(ev, fs, c, others)
+            sv = O.specialize(v, A, {}) if klist and has_choice else v
+            memo_hit = split_memo.get(id(sv))
+            if memo_hit is None:
+                comps, others = split(sv)
+                placed = [(c, event_placement(ev, fs, c, others)) for c in comps if not c.placed_inside]
+                split_memo[id(sv)] = memo_hit = (sv, placed)
+            for c, pl in memo_hit[1]:
                 loc = core_loc(c, ev)
                 key = (loc.line, loc.col, loc.path) if c.vias else (loc.line, loc.col, loc.path, "def")
                 acc = accs.get(key)
@@ -299,8 +301,10 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
             rec = vmap[vk] = {"comp": c, "placement": None, "assigns": set(), "dloc": dloc, "dead": c.dead,
                               "dead_all": True, "occs": []}
         new_pl = stronger(rec["placement"], o.placement)
-        if new_pl is not rec["placement"] and new_pl is o.placement:
-            rec["comp"] = c  # judge the version that reaches the strongest sink (the loss, not the log line)
+        if o.placement is not None and (new_pl is o.placement or o.placement.kind == new_pl.kind):
+            # judge the version that reaches the strongest sink (the loss, not the log line), as late as
+            # it is seen (after its final aggregation)
+            rec["comp"] = c
         rec["placement"] = new_pl
         rec["assigns"].add(o.ai)
         rec["occs"].append(o)
@@ -312,7 +316,7 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
     for vk, rec in vmap.items():
         c: Component = rec["comp"]
         d = derive(c.full(), budget_s)
-        named_kl = any(vocab.is_kl_name(n) for n in c.names) or vocab.is_kl_name(fs.name)
+        named_kl = any(vocab.is_kl_name(n) for n in c.names)
         pl_kind = rec["placement"].kind if rec["placement"] else M.UNKNOWN
         only_kl_leaf = "kl" in roles_in(c.core) and not (roles_in(c.core) & set(ir.LOGP_ROLES))
         if only_kl_leaf:
@@ -321,7 +325,8 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         else:
             is_kl = (d.kind in ("estimator", "full") or (d.kind == "surrogate" and (d.loss_family == "ell" or named_kl))
                      or (named_kl and d.anchor != ""))
-        if is_kl and pl_kind == M.UNKNOWN and not named_kl and d.estimator in ("k1", "unknown"):
+        if is_kl and pl_kind == M.UNKNOWN and not (named_kl or vocab.is_kl_name(fs.name)) and \
+                d.estimator in ("k1", "unknown"):
             # a bare log-ratio that goes nowhere we can see (a DPO implicit reward, a helper's
             # intermediate): not reported
             is_kl = False
@@ -348,7 +353,8 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
     vtuple = tuple(
         M.Variant(options=v["opts"], loc=v["rec"]["dloc"], derivation=v["d"], placement=v["pl"].kind,
                   is_default=v["is_default"], reachable=not v["rec"]["dead_all"], chain=_chain(v["rec"]["comp"]),
-                  placement_loc=v["pl"].loc, flipped=bool(flipped) and v["is_default"] is not False)
+                  placement_loc=v["pl"].loc, flipped=bool(flipped) and v["is_default"] is not False,
+                  core=v["rec"]["comp"].full())
         for v in sorted(variants, key=lambda v: (v["rec"]["dloc"].path, v["rec"]["dloc"].line, v["rec"]["dloc"].col))
     )
     c: Component = main["rec"]["comp"]
@@ -395,12 +401,16 @@ def _masked(c: Component) -> bool:
 
 
 def _agg(c: Component) -> str:
+    if any(isinstance(n, Op) and n.op == "agg" for n in ir.walk(c.core)):
+        return "sequence"  # reduced inside the estimator: a sequence-level KL
     if not c.aggregated:
         return "none"
     divided = any(isinstance(w, Op) and w.op == "pow" and isinstance(w.args[1], ir.Const) and w.args[1].value < 0
                   and _has_mask(w.args[0]) for w in c.weights)
-    if divided:
+    if divided and c.aggs.count("sum") <= 1:
         return "token-mean"
+    if len(c.aggs) >= 2 and c.aggs[-1] == "sum":
+        return "seq-mean-token-sum"  # summed over a sequence's tokens, then averaged
     return "mean" if c.mean else "sum"
 
 

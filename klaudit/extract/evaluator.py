@@ -277,7 +277,7 @@ class Evaluator:
     def assign(self, target, value: Expr, value_node) -> None:
         if isinstance(target, cst.Name):
             name = target.value
-            value = self.tag(name, value, value_node)
+            value = self.tag(name, self.bounded(value), value_node)
             self.env[name] = value
             self.event(ASSIGN, name, value, value_node)
         elif isinstance(target, (cst.Tuple, cst.List)):
@@ -550,10 +550,13 @@ class Evaluator:
 
     def ev(self, node) -> Expr:
         try:
-            v = self._ev(node)
+            return self._ev(node)
         except RecursionError:
             return Opaque("deep")
-        if isinstance(v, Op) and ir.size(v, MAX_EXPR + 1) > MAX_EXPR:
+
+    def bounded(self, v: Expr) -> Expr:
+        """Values kept in the environment stay below a size budget (x = x + x in a loop doubles)."""
+        if isinstance(v, (Op, Choice)) and ir.size(v, MAX_EXPR + 1) > MAX_EXPR:
             return Opaque("too-large")
         return v
 

@@ -117,8 +117,19 @@ def make_site(pf: ParsedFile, term: KLTerm) -> Optional[Site]:
     lines = pf.statement_lines(est)
     if lines is None:
         return None
+    target = assigned_name(pf, est)
+    if target is not None and pf.rebound_after(scope, target, lines[1]):
+        return None  # ``kl = kl * ratio`` later (under an option): a rewrite here would compose with it
     ops = Operands(pf, term, scope, lines[0])
     return Site(pf, term, est, scope, ops, ops.log_ratio(est))
+
+
+def assigned_name(pf: ParsedFile, est: cst.BaseExpression) -> Optional[str]:
+    """``kl`` when the estimator is the whole value of ``kl = <estimator>``."""
+    p = pf.parent(est)
+    if isinstance(p, cst.Assign) and p.value is est and len(p.targets) == 1 and isinstance(p.targets[0].target, cst.Name):
+        return p.targets[0].target.value
+    return None
 
 
 def _with_half(pf: ParsedFile, est: cst.BaseExpression) -> cst.BaseExpression:
@@ -138,29 +149,16 @@ def _with_half(pf: ParsedFile, est: cst.BaseExpression) -> cst.BaseExpression:
 def render(site: Site, rw: Rewrite) -> Optional[str]:
     """The new module text, or None when the composed expression does not parse."""
     pf = site.pf
-    replace: Dict[int, cst.CSTNode] = {}
-    base = site.est
-    if rw.swap is not None and rw.grad is None:
-        s = rw.swap
-        swapped = s.with_changes(left=_operand(s.right, ADD), right=_operand(s.left, MUL))
-        base = swapped if s is site.est else site.est.deep_replace(s, swapped)
-    changed = rw.grad is not None or rw.weight or rw.detach or base is not site.est
-    if changed:
-        text = rw.grad if rw.grad is not None else pf.module.code_for_node(base).strip()
-        if rw.weight:
-            text = f"{rw.weight} * {operand_text(text, None, MUL + 1)}"
-        if rw.value is not None:
-            text = f"{text} - {atom(text)}.detach() + {atom(rw.value)}.detach()"
-        if rw.detach:
-            text = f"{atom(text)}.detach()"
-        node = parse(text)
+    replace: Dict[int, Optional[cst.CSTNode]] = {}
+    if rw.grad is not None or rw.weight or rw.detach:
+        node = _expression(site, rw)
         if node is None:
             return None
-        if rw.grad is None and not rw.weight and rw.value is None and not rw.detach:
-            node = base  # only the operands were swapped: keep the node, its parentheses and spacing
-        else:
-            node = fit(node, site.est, pf.parent(site.est))
         replace[id(site.est)] = node
+    elif rw.swap is not None:
+        s = rw.swap
+        swapped = s.with_changes(left=_operand(s.right, ADD), right=_operand(s.left, MUL))
+        replace[id(s)] = swapped  # only the operands move: the node keeps its parentheses and spacing
     if rw.flip is not None:
         replace[id(rw.flip)] = None  # marker: flip its operator after its children are rewritten
     if not replace:
@@ -177,6 +175,62 @@ def render(site: Site, rw: Rewrite) -> Optional[str]:
 
     new = pf.module.visit(_Edit()).code
     return new if parse_text(pf.path, new) is not None else None
+
+
+def _expression(site: Site, rw: Rewrite) -> Optional[cst.BaseExpression]:
+    """The composed expression that replaces the estimator.
+
+    Written on one line, or, when the user wrapped the estimator in parentheses over several lines,
+    in the same layout (one term of a straight-through form per line)."""
+    pf = site.pf
+    text = rw.grad if rw.grad is not None else _bare(pf, site.est)
+    if rw.weight:
+        text = f"{rw.weight} * {operand_text(text, None, MUL + 1)}"
+    lines = [text]
+    if rw.value is not None:
+        lines = [text, f"- {atom(text)}.detach()", f"+ {atom(rw.value)}.detach()"]
+    layout = _layout(pf, site.est)
+    if layout is not None:
+        inner, close = layout
+        code = "(\n" + "".join(inner + ln + "\n" for ln in lines) + close + ")"
+        if rw.detach:
+            code += ".detach()"
+        return parse(code)
+    code = " ".join(lines)
+    if rw.detach:
+        code = f"{atom(code)}.detach()"
+    node = parse(code)
+    return None if node is None else fit(node, site.est, pf.parent(site.est))
+
+
+def _bare(pf: ParsedFile, node: cst.BaseExpression) -> str:
+    """The source of ``node`` without its own outer parentheses."""
+    return pf.module.code_for_node(node.with_changes(lpar=[], rpar=[])).strip()
+
+
+def _layout(pf: ParsedFile, est: cst.BaseExpression) -> Optional[Tuple[str, str]]:
+    """(indentation of the content, of the closing parenthesis) when ``est`` is written
+    ``(`` newline ... newline ``)``; else None."""
+    if not parenthesized(est) or len(est.lpar) != 1:
+        return None
+    if not isinstance(est.lpar[0].whitespace_after, cst.ParenthesizedWhitespace):
+        return None
+    r = pf.range(est)
+    lines = pf.text.split("\n")
+    if r is None or r[2] - r[0] < 2:
+        return None
+    first, last = lines[r[0]], lines[r[2] - 1]
+    inner = first[:len(first) - len(first.lstrip())]
+    close = last[:len(last) - len(last.lstrip())]
+    if last.strip()[:1] != ")":
+        return None
+    # libcst writes these lines after the enclosing block's indentation: keep what comes after it
+    st = pf.range(pf.statement(est))
+    head = lines[st[0] - 1] if st else ""
+    block = head[:len(head) - len(head.lstrip())]
+    if not (inner.startswith(block) and close.startswith(block)):
+        return None
+    return inner[len(block):], close[len(block):]
 
 
 def _operand(node: cst.BaseExpression, need: int) -> cst.BaseExpression:

@@ -33,7 +33,7 @@ def apply(site: Site, rw: Rewrite) -> bool:
     est = NAMES.get(site.term.derivation.estimator, site.term.derivation.estimator)
     name = logged(site)
     if name is not None:
-        rw.value = site.code
+        rw.value = site.pf.module.code_for_node(site.est.with_changes(lpar=[], rpar=[])).strip()
         rw.notes.append(f"use k2 = {rw.grad} as the loss (gradient coefficient -log(delta) instead of "
                         f"{site.term.derivation.loss_coefficient or 'that of ' + est}), straight-through so that "
                         f"`{name}` keeps the {est} value it logs")

@@ -130,6 +130,22 @@ class ParsedFile:
                 other = True
         return values, other
 
+    def rebound_after(self, scope: cst.CSTNode, name: str, line: int) -> bool:
+        """``name`` is assigned again (in any way) after ``line`` in ``scope``."""
+        body = scope.body if hasattr(scope, "body") else scope
+        for node in _walk(body, skip_scopes=True):
+            r = self.range(node)
+            if r is None or r[0] <= line:
+                continue
+            if isinstance(node, cst.Assign) and any(_binds(t.target, name) for t in node.targets):
+                return True
+            if isinstance(node, (cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.NamedExpr)) and \
+                    _binds(node.target, name):
+                return True
+            if isinstance(node, cst.AsName) and _binds(node.name, name):
+                return True
+        return False
+
     def definition(self, scope: cst.CSTNode, name: str, before_line: int) -> Optional[cst.BaseExpression]:
         """The value of the one plain assignment binding ``name`` before ``before_line``, or None."""
         values, other = self.bindings(scope, name, before_line)

@@ -603,3 +603,75 @@ def normalize(e: Expr) -> Expr:
             return Choice(branches + ((None, ir.Dead(e.loc, "index out of range")),), e.loc)
         return e
     return e
+
+
+# ------------------------------------------------------------------------------ relevance (speed)
+
+_PROVENANCE_OPS = {"fn:model", "logsoftmax", "softmax", "gather", "fullkl"}
+
+
+def _name_relevant(name: str) -> bool:
+    toks = vocab.tokens(name)
+    return bool(vocab.logp_role(name) or vocab.is_kl_name(name) or "logits" in toks or "logit" in toks)
+
+
+def mentions_logprobs(e: Expr) -> bool:
+    """Does a raw (unlinked) value name log-probs, logits or a KL anywhere, or compute log-probs?"""
+    for n in ir.walk(e):
+        if isinstance(n, Param):
+            if _name_relevant(n.name):
+                return True
+        elif isinstance(n, Op):
+            if n.op in _PROVENANCE_OPS:
+                return True
+            if n.op in ("name", "named") and _name_relevant(str(n.args[0].value)):
+                return True
+            if n.op in ("getattr", "getitem") and isinstance(n.args[1], Lit) and isinstance(n.args[1].value, str) \
+                    and _name_relevant(n.args[1].value):
+                return True
+        elif isinstance(n, Call):
+            for t in n.target:
+                if external.function(t) or external.object_class(t):
+                    return True
+                if t.startswith(("method:", "super:")) and any(m == t.rpartition(".")[2]
+                                                                for _, m in external.METHODS):
+                    return True
+    return False
+
+
+def _calls_in(e: Expr) -> List[Call]:
+    return [n for n in ir.walk(e) if isinstance(n, Call)]
+
+
+def relevant_functions(linker: "Linker") -> set:
+    """Qualified names of the functions whose events can hold a KL term: they name log-probs
+    themselves, or call (transitively) a function whose return value does."""
+    returns_rel: Dict[str, bool] = {}
+    ret_calls: Dict[str, List[str]] = {}
+    for q, f in linker.funcs.items():
+        r = f.returns
+        returns_rel[q] = r is not None and mentions_logprobs(r)
+        callees = []
+        for c in (_calls_in(r) if r is not None else ()):
+            g = linker.target(c, f)
+            if g is not None:
+                callees.append(g.qualname)
+        ret_calls[q] = callees
+    changed = True
+    while changed:
+        changed = False
+        for q, callees in ret_calls.items():
+            if not returns_rel[q] and any(returns_rel.get(c) for c in callees):
+                returns_rel[q] = True
+                changed = True
+    out = set()
+    for q, f in linker.funcs.items():
+        for ev in f.events:
+            if mentions_logprobs(ev.value):
+                out.add(q)
+                break
+            if any((linker.target(c, f) is not None and returns_rel.get(linker.target(c, f).qualname))
+                   for c in _calls_in(ev.value)):
+                out.add(q)
+                break
+    return out

@@ -102,6 +102,12 @@ def result(f: Finding, index: Dict[str, int], fp: str, report: Report, root: Opt
         out["ruleIndex"] = index[f.code]
     if f.fix is not None:
         props["fix"] = f.fix.description
+        if f.cell is None:  # the fix replaces whole lines: from the start of the first to that of the next
+            fx = f.fix
+            region = {"startLine": fx.start_line, "startColumn": 1, "endLine": fx.end_line + 1, "endColumn": 1}
+            out["fixes"] = [{"description": {"text": fx.description}, "artifactChanges": [{
+                "artifactLocation": artifact_location(fx.path, root),
+                "replacements": [{"deletedRegion": region, "insertedContent": {"text": fx.replacement}}]}]}]
     return out
 
 

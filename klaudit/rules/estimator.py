@@ -145,7 +145,8 @@ def mismatched_importance_weight(t: KLTerm, p: Project) -> Iterable[Hit]:
 
 def partial_sequence_gradient(t: KLTerm, p: Project) -> Iterable[Hit]:
     d = t.derivation
-    if _loss_term(t) and t.derivation.loss_family in ("ell", "one_minus_delta") and d.kind in ("estimator", "surrogate"):
+    if _loss_term(t) and t.agg != "sequence" and t.derivation.loss_family in ("ell", "one_minus_delta") and \
+            d.kind in ("estimator", "surrogate"):
         yield Hit(
             f"per-token KL as a loss: each token gets the coefficient {d.loss_coefficient} of its own log-ratio "
             "only, the partial sequence gradient E[sum_t s_t ell_t]; the sequence-level reverse-KL gradient gives "

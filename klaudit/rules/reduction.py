@@ -15,7 +15,7 @@ def _coef(t: KLTerm) -> str:
 def kl_over_padding(t: KLTerm, p: Project) -> Iterable[Hit]:
     if t.placement.kind not in (AS_LOSS, IN_REWARD) or not penalises_reference(t):
         return
-    if t.agg in ("mean", "sum") and not t.masked and "mask" in t.context:
+    if t.agg in ("mean", "sum", "seq-mean-token-sum") and not t.masked and "mask" in t.context:
         yield Hit(
             f"the KL is {'averaged' if t.agg == 'mean' else 'summed'} over every position although this function "
             "has a token mask: padding and prompt positions add their coefficient "

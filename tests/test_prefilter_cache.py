@@ -1,0 +1,90 @@
+"""The prefilter never loses a term; the pool and the cache never change a result."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import FIXTURES, ROOT
+
+from klaudit import engine
+from klaudit.config import Config
+from klaudit.report import json_report
+
+
+def _snapshot(report):
+    terms = [json_report.term_dict(t) for t in report.terms]
+    findings = [f.to_dict() for f in report.findings]
+    return json.dumps({"terms": terms, "findings": findings}, sort_keys=True)
+
+
+def test_prefilter_loses_nothing_on_the_fixtures():
+    cfg = Config(root=ROOT)
+    cfg.preview = True
+    with_pf = engine.run([FIXTURES], cfg, prefilter=True, jobs=1)
+    without = engine.run([FIXTURES], cfg, prefilter=False, jobs=1)
+    assert with_pf.terms, "the fixtures hold KL terms"
+    assert _snapshot(with_pf) == _snapshot(without)
+
+
+def test_prefilter_skips_files_without_kl_words(tmp_path):
+    from klaudit import prefilter
+
+    assert not prefilter.candidate(b"import os\nprint(os.getcwd())\n")
+    assert prefilter.candidate(b"kl = logp - ref_logp\n")
+    assert prefilter.candidate(b"penalty = beta * (logprobs - ref_logprobs)\n")
+    assert not prefilter.candidate(b"x = logits.argmax(-1)\n")
+
+
+def test_second_stage_reads_helpers_the_candidates_call(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    # a helper module with no KL word: only reached through the call
+    (pkg / "maths.py").write_text("import torch\n\ndef penalty(a, b):\n    return torch.exp(b - a) - (b - a) - 1\n")
+    (pkg / "train.py").write_text(
+        "from pkg.maths import penalty\n\n"
+        "def grpo_loss(logp, ref_logp, pg_loss, beta):\n"
+        "    kl = penalty(logp, ref_logp)\n"
+        "    return pg_loss + beta * kl.mean()\n")
+    cfg = Config(root=str(tmp_path))
+    report = engine.run([str(pkg)], cfg, prefilter=True, jobs=1)
+    assert [(os.path.basename(f.path), f.code) for f in report.findings] == [("maths.py", "KL102"), ("train.py", "KL102")]
+
+
+def _corpus(tmp_path, n=12):
+    src = sorted(glob.glob(os.path.join(FIXTURES, "textbook", "*.py")))
+    d = tmp_path / "proj"
+    d.mkdir()
+    for i in range(n):
+        shutil.copy(src[i % len(src)], d / f"m{i}_{os.path.basename(src[i % len(src)])}")
+    return d
+
+
+def _cli(args, cwd):
+    p = subprocess.run([sys.executable, "-m", "klaudit", *args], cwd=cwd, capture_output=True, text=True)
+    return p.returncode, p.stdout
+
+
+def test_jobs_and_cache_give_identical_output(tmp_path):
+    d = _corpus(tmp_path)
+    outs = []
+    for args in (["--jobs", "1", "--no-cache"], ["--jobs", "2", "--no-cache"], ["--jobs", "2"], ["--jobs", "2"],
+                 ["--jobs", "1"]):
+        outs.append(_cli(["check", ".", "--output-format", "json", *args], d))
+    assert outs[0][0] == 1
+    assert all(o == outs[0] for o in outs), "output differs across --jobs and cache states"
+    assert (d / ".klaudit_cache").is_dir()
+
+
+def test_cache_sees_a_changed_file_and_clean_removes_it(tmp_path):
+    d = _corpus(tmp_path, n=2)
+    rc1, out1 = _cli(["check", ".", "--output-format", "json"], d)
+    f = sorted(d.glob("m*.py"))[0]
+    f.write_text(f.read_text() + "\n\ndef extra_loss(logp, ref_logp, loss, beta):\n"
+                 "    return loss + beta * (logp - ref_logp).mean()\n")
+    rc2, out2 = _cli(["check", ".", "--output-format", "json"], d)
+    assert len(json.loads(out2)["findings"]) == len(json.loads(out1)["findings"]) + 1
+    assert _cli(["clean", "."], d)[0] == 0
+    assert not (d / ".klaudit_cache").exists()
