@@ -33,9 +33,32 @@ def key(*parts: Any) -> str:
     return h.hexdigest()
 
 
+_CODE = None
+
+
+def code_fingerprint() -> str:
+    """klaudit's own code (names, sizes, mtimes of its modules): an edited analyzer never reads results
+    an older one cached, even at the same version number."""
+    global _CODE
+    if _CODE is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        parts = []
+        for d, dirs, files in os.walk(here):
+            dirs[:] = sorted(x for x in dirs if x not in ("__pycache__", "probe"))
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    try:
+                        st = os.stat(os.path.join(d, f))
+                        parts.append(f"{os.path.relpath(os.path.join(d, f), here)}:{st.st_size}:{st.st_mtime_ns}")
+                    except OSError:
+                        pass
+        _CODE = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return _CODE
+
+
 class Cache:
     def __init__(self, root: str, config_key: str = ""):
-        self.base = os.path.join(root, DIRNAME, f"v{__version__}-f{FORMAT}")
+        self.base = os.path.join(root, DIRNAME, f"v{__version__}-f{FORMAT}-{code_fingerprint()}")
         self.config_key = config_key
         self.ok = True
         try:

@@ -117,6 +117,10 @@ def function_context(fs: FunctionSummary, values: List[Expr]) -> Tuple[str, ...]
                 ctx.add("old_logp")
             if isinstance(n, Leaf) and n.role == ir.MASK:
                 ctx.add("mask")
+            if isinstance(n, Leaf) and set(vocab.tokens(n.key)) & PAIRWISE:
+                ctx.add("pairwise")
+            elif isinstance(n, Op) and n.op == "named" and set(vocab.tokens(str(n.args[0].value))) & PAIRWISE:
+                ctx.add("pairwise")
     return tuple(sorted(ctx))
 
 
@@ -359,7 +363,9 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
     )
     c: Component = main["rec"]["comp"]
     leaves = [n for n in ir.walk(c.core) if isinstance(n, Leaf)]
-    if any(set(vocab.tokens(n.key)) & PAIRWISE for n in leaves):
+    pairwise = any(set(vocab.tokens(n.key)) & PAIRWISE for n in leaves) or (
+        "pairwise" in fctx and not any(vocab.is_kl_name(n) for n in c.names))
+    if pairwise:
         # log-ratios of chosen/rejected pairs: a preference objective's implicit reward (DPO family),
         # not a regulariser toward the reference
         return None

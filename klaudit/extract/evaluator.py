@@ -1019,6 +1019,9 @@ class Evaluator:
             return Opaque(meth, grad=False)
         if meth in T.DETACH:
             return ir.sg(recv, loc)
+        if meth in ("masked_fill", "masked_fill_") and args and is_tensorish(args[0]):
+            # positions under the mask get a constant: the value is masked there
+            return ir.mul(recv, Leaf(ir.MASK, "masked_fill", False, "masked_fill", "high", None), loc=loc)
         if meth in T.IDENTITY_METHODS:
             return recv
         if meth in T.UNARY or meth.rstrip("_") in T.UNARY:
@@ -1100,6 +1103,8 @@ class Evaluator:
             return Const(1.0)
         if fn in ("tensor", "as_tensor", "scalar_tensor") and x is not None:
             return x if isinstance(x, (Const, Op, Param)) else Opaque("tensor")
+        if fn == "masked_fill" and x is not None and len(args) >= 2:
+            return ir.mul(x, Leaf(ir.MASK, "masked_fill", False, "masked_fill", "high", None), loc=loc)
         if q in T.IDENTITY_FUNCS and x is not None:
             return x
         if fn in T.SMOOTH_OPAQUE and x is not None:

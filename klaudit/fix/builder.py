@@ -43,7 +43,8 @@ class Fixer:
         if key not in self._built:
             try:
                 self._built[key] = self.build(term, codes)
-            except (RecursionError, MemoryError, cst.ParserSyntaxError, ValueError, TypeError, AttributeError):
+            except Exception as e:  # noqa: BLE001 - a fix that cannot be built is no fix, never a traceback
+                self.rejected.append((term.loc.path, term.loc.line, f"internal error: {type(e).__name__}: {e}"))
                 self._built[key] = (None, frozenset())
         fix, fixed = self._built[key]
         if fix is None:
@@ -79,11 +80,14 @@ class Fixer:
         allowed = allowed_lines(site, rw)
         if start < allowed[0] or end > allowed[1]:
             return None, frozenset()
-        why = self.verifier.check(term, fixed, pf.path, pf.text, new, (start, end),
-                                  (start, start + max(len(lines), 1) - 1))
+        delta = len(lines) - (end - start + 1)
+        span = (allowed[0], allowed[1] + delta)
+        latent = rw.grad is None and not rw.weight and not rw.detach  # only the sign changed
+        why = self.verifier.check(term, fixed, pf.path, pf.text, new, allowed, span, latent)
         if why is not None:
             self.rejected.append((pf.path, term.loc.line, why))
             return None, frozenset()
+        fixed |= codes - self.verifier.lint(pf.path, new).codes(span)  # also fixed on the way (w * k3: KL102)
         desc = "; ".join(rw.notes)
         desc = desc[0].upper() + desc[1:] + "."
         return Fix(pf.path, start, end, "".join(ln + "\n" for ln in lines), desc, unsafe=True), fixed
@@ -111,8 +115,7 @@ def make_site(pf: ParsedFile, term: KLTerm) -> Optional[Site]:
     est = pf.node_at(term.loc)
     if est is None:
         return None
-    if term.derivation.estimator == "k2":
-        est = _with_half(pf, est)
+    est = _with_constant(pf, est)
     scope = pf.function(est) or pf.module
     lines = pf.statement_lines(est)
     if lines is None:
@@ -121,27 +124,26 @@ def make_site(pf: ParsedFile, term: KLTerm) -> Optional[Site]:
     if target is not None and pf.rebound_after(scope, target, lines[1]):
         return None  # ``kl = kl * ratio`` later (under an option): a rewrite here would compose with it
     ops = Operands(pf, term, scope, lines[0])
-    return Site(pf, term, est, scope, ops, ops.log_ratio(est))
+    return Site(pf, term, est, scope, ops, ops.log_ratio(est), term.derivation.value_scale)
 
 
 def assigned_name(pf: ParsedFile, est: cst.BaseExpression) -> Optional[str]:
     """``kl`` when the estimator is the whole value of ``kl = <estimator>``."""
     p = pf.parent(est)
-    if isinstance(p, cst.Assign) and p.value is est and len(p.targets) == 1 and isinstance(p.targets[0].target, cst.Name):
+    if isinstance(p, cst.Assign) and p.value is est and len(p.targets) == 1 and \
+            isinstance(p.targets[0].target, cst.Name):
         return p.targets[0].target.value
     return None
 
 
-def _with_half(pf: ParsedFile, est: cst.BaseExpression) -> cst.BaseExpression:
-    """``0.5 * x``, ``x * 0.5``, ``x / 2``: the k2 estimator with its constant (the analyzer points at
-    ``x``)."""
+def _with_constant(pf: ParsedFile, est: cst.BaseExpression) -> cst.BaseExpression:
+    """``0.5 * x``, ``x * 0.5``, ``x / 2`` when the analyzer points at ``x``: its ``value_scale``
+    counts that constant (k2's 1/2), so the rewrite replaces it too."""
     p = pf.parent(est)
     if isinstance(p, cst.BinaryOperation):
         other = p.right if p.left is est else p.left
-        num = isinstance(other, (cst.Integer, cst.Float))
-        if num and isinstance(p.operator, cst.Multiply):
-            return p
-        if num and isinstance(p.operator, cst.Divide) and p.left is est:
+        if isinstance(other, (cst.Integer, cst.Float)) and (
+                isinstance(p.operator, cst.Multiply) or (isinstance(p.operator, cst.Divide) and p.left is est)):
             return p
     return est
 
@@ -181,7 +183,8 @@ def _expression(site: Site, rw: Rewrite) -> Optional[cst.BaseExpression]:
     """The composed expression that replaces the estimator.
 
     Written on one line, or, when the user wrapped the estimator in parentheses over several lines,
-    in the same layout (one term of a straight-through form per line)."""
+    in the same layout (one term of a straight-through form per line); a straight-through form that
+    would make the line longer than any line of the file gets that layout too."""
     pf = site.pf
     text = rw.grad if rw.grad is not None else _bare(pf, site.est)
     if rw.weight:
@@ -190,6 +193,8 @@ def _expression(site: Site, rw: Rewrite) -> Optional[cst.BaseExpression]:
     if rw.value is not None:
         lines = [text, f"- {atom(text)}.detach()", f"+ {atom(rw.value)}.detach()"]
     layout = _layout(pf, site.est)
+    if layout is None and len(lines) > 1 and _too_long(pf, site.est, " ".join(lines)):
+        layout = _statement_layout(pf, site.est)
     if layout is not None:
         inner, close = layout
         code = "(\n" + "".join(inner + ln + "\n" for ln in lines) + close + ")"
@@ -201,6 +206,25 @@ def _expression(site: Site, rw: Rewrite) -> Optional[cst.BaseExpression]:
         code = f"{atom(code)}.detach()"
     node = parse(code)
     return None if node is None else fit(node, site.est, pf.parent(site.est))
+
+
+def _too_long(pf: ParsedFile, est: cst.BaseExpression, code: str) -> bool:
+    r = pf.range(est)
+    lines = pf.text.split("\n")
+    if r is None or r[0] != r[2]:
+        return False
+    line = lines[r[0] - 1]
+    limit = max(88, max(len(ln) for ln in lines))
+    return len(line[:r[1] - 1]) + len(code) + len(line[r[3] - 1:]) > limit
+
+
+def _statement_layout(pf: ParsedFile, est: cst.BaseExpression) -> Optional[Tuple[str, str]]:
+    """(one indentation step, nothing) for the whole value of an assignment or a return."""
+    p = pf.parent(est)
+    if isinstance(p, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Return)) and p.value is est and \
+            not parenthesized(est):
+        return pf.module.default_indent, ""
+    return None
 
 
 def _bare(pf: ParsedFile, node: cst.BaseExpression) -> str:

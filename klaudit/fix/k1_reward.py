@@ -7,6 +7,8 @@ expressions: in the (detached) reward its coefficient is -log(delta), the revers
 """
 from __future__ import annotations
 
+import libcst as cst
+
 from .operands import is_detach, under_no_grad
 from .rewrite import Rewrite, Site
 from .syntax import ADD, MUL, operand_text
@@ -19,7 +21,11 @@ def apply(site: Site, rw: Rewrite) -> bool:
     r = site.ratio
     if r is None:
         return False
-    rw.grad = f"{operand_text(r.policy_code, r.policy, ADD)} - {operand_text(r.ref_code, r.ref, MUL)}"
+    ell = f"{operand_text(r.policy_code, r.policy, ADD)} - {operand_text(r.ref_code, r.ref, MUL)}"
+    text = site.scaled(1.0, f"({ell})")
+    if text is None:
+        return False
+    rw.grad = ell if text == f"({ell})" else text
     rw.family = "ell"
     if (r.detached or site.term.detached) and not detached_around(site):
         rw.detach = True
@@ -38,7 +44,7 @@ def detached_around(site: Site) -> bool:
     for a in pf.ancestors(site.est):
         if is_detach(a) and a.func.value is child:
             return True
-        if a.__class__.__name__ in ("SimpleStatementLine", "If", "For", "While", "With", "FunctionDef"):
+        if isinstance(a, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             return False
         child = a
     return False

@@ -18,17 +18,20 @@ CODES = ("KL101", "KL102", "KL104")
 NAMES = {"k1": "k1", "k3": "k3", "abs": "|log ratio|"}
 
 
-def k2_text(site: Site) -> str:
+def k2_text(site: Site):
     r = site.ratio
     p = operand_text(r.policy_code, r.policy, ADD)
     q = operand_text(r.ref_code, r.ref, MUL)
-    return f"0.5 * ({p} - {q}) ** 2"
+    return site.scaled(0.5, f"({p} - {q}) ** 2")
 
 
 def apply(site: Site, rw: Rewrite) -> bool:
     if site.ratio is None:
         return False
-    rw.grad = k2_text(site)
+    text = k2_text(site)
+    if text is None:
+        return False
+    rw.grad = text
     rw.family = "ell"
     est = NAMES.get(site.term.derivation.estimator, site.term.derivation.estimator)
     name = logged(site)

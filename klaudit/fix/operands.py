@@ -183,10 +183,16 @@ class Operands:
 
     # ------------------------------------------------------------------------ importance ratio
     def rollout(self) -> Optional[str]:
-        """The source of the rollout (old) log-probs the function has, by role."""
+        """The rollout (old) log-probs the function has: by the term's roles, else a parameter named so."""
         for role, name, _ in self.term.roles:
             if role == "old" and name.isidentifier() and self._visible(name):
                 return name
+        if isinstance(self.scope, cst.FunctionDef):
+            p = self.scope.params
+            names = [x.name.value for x in (*p.posonly_params, *p.params, *p.kwonly_params)]
+            old = [n for n in names if (vocab.logp_role(n) or ("", ""))[0] == "old"]
+            if len(old) == 1:
+                return old[0]
         return None
 
     def _visible(self, name: str) -> bool:
@@ -206,6 +212,8 @@ class Operands:
             if r is None or r[0] >= self.line:
                 continue
             arg = _exp_arg(n.value)
+            if isinstance(arg, cst.Name):  # log_ratio = logp - old_logp; ratio = log_ratio.exp()
+                arg = self.pf.definition(self.scope, arg.value, self.line)
             if not (isinstance(arg, cst.BinaryOperation) and isinstance(arg.operator, cst.Subtract)):
                 continue
             if self.role(arg.left) == "policy" and self.role(arg.right) == "old":

@@ -23,14 +23,21 @@ class Site:
 
     pf: ParsedFile
     term: KLTerm
-    est: cst.BaseExpression  # the estimator expression (with a k2's constant 1/2)
+    est: cst.BaseExpression  # the estimator expression (with a numeric factor next to it: k2's 1/2)
     scope: cst.CSTNode  # the enclosing function (or the module)
     operands: Operands
     ratio: Optional[LogRatio]  # the log-ratio it is built on, None when not found
+    scale: float = 1.0  # the estimator is scale * (its textbook form): kept by a rewrite
 
-    @property
-    def code(self) -> str:
-        return self.pf.code(self.est).strip()
+    def scaled(self, coefficient: float, body: str) -> Optional[str]:
+        """``c * body`` with c = coefficient * scale written as a number (None for a non-positive or
+        unknown scale: the rewrite would change the sign or the strength of the penalty)."""
+        c = coefficient * self.scale
+        if not c > 0:
+            return None
+        if abs(c - 1.0) < 1e-12:
+            return body
+        return f"{format(c, '.12g')} * {body}"
 
 
 @dataclass

@@ -48,8 +48,8 @@ def operator_node(site: Site) -> Optional[cst.CSTNode]:
         return None
     pf = site.pf
     node = pf.node_at(pl.loc)
-    if node is None:
-        return None
+    if node is None or (pf.function(node) or pf.module) is not site.scope:
+        return None  # not found, or in another function (a caller): no edit there
     if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Add, cst.Subtract)):
         return node if _holds_kl(site, node.right) and not _holds_kl(site, node.left) else None
     child = node

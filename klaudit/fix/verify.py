@@ -12,6 +12,9 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 from ..model import AS_LOSS, IN_REWARD, Finding, KLTerm
 
 NOTES = frozenset({"KL108", "KL502"})  # preview rules that fire on any per-token loss or normalisation
+# what the estimator itself does, hidden while the sign was wrong (k3 subtracted from a loss is a sign
+# error; added, it is k3 as a loss): a fix of the sign alone may reveal these, and they keep their own fix
+LATENT = frozenset({"KL101", "KL102", "KL103", "KL104", "KL105", "KL107", "KL109", "KL203", "KL401", "KL501"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +56,16 @@ class Verifier:
         return Lint(tuple(findings), tuple(terms))
 
     def check(self, term: KLTerm, fixed: FrozenSet[str], path: str, old: str, new: str,
-              old_lines: Tuple[int, int], new_lines: Tuple[int, int]) -> Optional[str]:
-        """None when the fix is verified, else why not."""
+              old_lines: Tuple[int, int], new_lines: Tuple[int, int], sign_only: bool = False) -> Optional[str]:
+        """None when the fix is verified, else why not.  ``old_lines``: the statements the fix concerns
+        (the estimator's, the placement's), ``new_lines`` the same once fixed."""
         before, after = self.lint(path, old), self.lint(path, new)
         if before is None or after is None:
             return "the file could not be linted again"
         left = fixed & after.codes(new_lines)
         if left:
             return f"{', '.join(sorted(left))} still reported after the fix"
-        new_codes = after.codes(new_lines) - before.codes(old_lines) - NOTES
+        new_codes = after.codes(new_lines) - before.codes(old_lines) - NOTES - (LATENT if sign_only else frozenset())
         if new_codes:
             return f"the fix would introduce {', '.join(sorted(new_codes))}"
         kinds = {t.placement.kind for t in before.placed(term.function, old_lines)}
