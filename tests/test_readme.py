@@ -27,3 +27,11 @@ def test_the_example_exists():
     run, _ = readme_commands()
     example = run.split("klaudit ", 1)[1].split()[0]
     assert os.path.isfile(os.path.join(ROOT, example))
+
+
+def test_readme_rule_table_lists_every_rule():
+    from klaudit.rules.registry import RULES
+
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    for r in RULES:
+        assert f"[{r.code}](rules/" in text and f"| {r.name} |" in text, r.code

@@ -20,7 +20,7 @@ RULES: List[Rule] = [
          "gradient.", E.k3_as_loss, pathology="P02"),
     Rule("KL103", "non-k1-in-reward", "high", "k2, k3 or abs in the reward: no first-order restoring force.",
          E.non_k1_in_reward, pathology="P03"),
-    Rule("KL104", "abs-as-loss", "medium", "|log ratio| as a loss: the total-variation gradient.", E.abs_as_loss,
+    Rule("KL104", "abs-as-loss", "medium", "absolute log-ratio as a loss: the total-variation gradient.", E.abs_as_loss,
          pathology="P04"),
     Rule("KL105", "off-policy-kl-loss-without-importance-weight", "medium",
          "KL loss on reused rollouts without an importance weight: biased off-policy.", E.off_policy_without_is,
