@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -86,7 +85,6 @@ def floor_ast(files):
 
 
 def one_file(path, repeat):
-    d = os.path.dirname(path) or "."
     kl = median(lambda: timed(klaudit(["check", path, "--no-cache", "--exit-zero"], None))[0], repeat)
     code = f"import libcst; libcst.parse_module(open({path!r}).read())"
     lc = median(lambda: timed([PY, "-c", code])[0], repeat)

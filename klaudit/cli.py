@@ -39,7 +39,6 @@ def _split_codes(values) -> List[str]:
 
 def _load_config(paths, select, ignore, extend_select, preview, config_path):
     from .config import ConfigError, load
-    from .rules import registry
 
     try:
         cfg = load(paths or ["."], config_path)
@@ -143,7 +142,6 @@ def check(paths, fmt, output_file, exit_zero, statistics, baseline_path, write_b
           ignore, preview, config_path, no_prefilter, explain_terms=False, fix=False, unsafe_fixes=False,
           show_diff=False):
     """Lint PATHS (files or directories) for KL-regularisation pathologies."""
-    from . import engine
 
     paths = list(paths) or ["."]
     if statistics and fmt in ("sarif", "github"):
@@ -163,7 +161,7 @@ def check(paths, fmt, output_file, exit_zero, statistics, baseline_path, write_b
     if baseline_path:
         _apply_baseline(report, baseline_path)
     if show_diff or (fix and unsafe_fixes):
-        changed, fix_errors = _run_fixes(report, show_diff, output_file)
+        changed, fix_errors = _run_fixes(report, show_diff, output_file, exit_zero)
         if changed:  # lint again: what remains
             report = _engine_run(paths, cfg, no_prefilter)
             if baseline_path:
@@ -185,7 +183,7 @@ def check(paths, fmt, output_file, exit_zero, statistics, baseline_path, write_b
     sys.exit(_exit_code(report, exit_zero))
 
 
-def _run_fixes(report, show_diff: bool, output_file):
+def _run_fixes(report, show_diff: bool, output_file, exit_zero: bool = False):
     """``--diff``: print the fixes as a unified diff and exit (1 when there is one, as ruff does).
     ``--fix --unsafe-fixes``: write them; returns (whether a file changed, errors writing them)."""
     from .fix import driver
@@ -200,7 +198,7 @@ def _run_fixes(report, show_diff: bool, output_file):
             if close:
                 out.close()
         click.echo(driver.summary_diff(plan), err=True)
-        sys.exit(EXIT_ERROR if report.errors else (EXIT_FINDINGS if plan.changed else EXIT_CLEAN))
+        sys.exit(EXIT_ERROR if report.errors else (EXIT_FINDINGS if plan.changed and not exit_zero else EXIT_CLEAN))
     errors = [FileError(path, msg) for path, msg in driver.write(plan)]
     click.echo(driver.summary_applied(plan), err=True)
     return bool(plan.changed) and len(errors) < len(plan.changed), errors
@@ -315,7 +313,6 @@ def _exit_code(report, exit_zero: bool) -> int:
 @_common
 def inventory(paths, fmt, output_file, select, extend_select, ignore, preview, config_path, no_prefilter):
     """List every KL term found, flagged or not: the project's KL report card."""
-    from . import engine
     from .report import inventory_text, json_report
 
     paths = list(paths) or ["."]
@@ -387,7 +384,6 @@ def explain(targets, fmt, output_file, context_paths, select, extend_select, ign
     an option variant's line; `PATH:cell N:LINE` in a notebook): its expression, derivative, coefficient
     c(delta) next to -log(delta), their Taylor agreement at delta = 1, their limits, what it minimises,
     clamps, options and the rules that fired."""
-    from . import engine
     from .explain import explain_all
     from .locate import TargetError, find, parse_target
     from .report import explain_text

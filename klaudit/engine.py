@@ -20,7 +20,7 @@ from .extract.module import extract
 from .extract.summary import ModuleSummary
 from .parse import parse_module
 from .rules.base import Project
-from .rules.registry import BY_CODE, RULES
+from .rules.registry import RULES
 from .notebook import CellMap, is_notebook, remap_findings
 from .source import SourceError, SourceText, decode, read_bytes
 from .suppress import Suppression, is_suppressed, scan
@@ -99,7 +99,40 @@ def analyze_source(src: SourceText, root: str) -> FileResult:
         return FileResult(path, error=f"internal error while analysing: {type(e).__name__}: {str(e)[:200]}")
 
 
-def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[str] = ()) -> List[M.KLTerm]:
+_TERMS_STATE: tuple = ()
+
+
+def _terms_of(i: int) -> List[M.KLTerm]:
+    linked, resolver, budget = _TERMS_STATE
+    try:
+        return function_terms(linked[i], resolver, budget)
+    except RecursionError:
+        return []
+
+
+def _terms_in_workers(linked, resolver, budget, jobs: int):
+    """Classify the linked functions, in forked workers that share the linker's state when there are
+    enough of them (results come back in order: deterministic)."""
+    global _TERMS_STATE
+    import multiprocessing
+
+    _TERMS_STATE = (linked, resolver, budget)
+    try:
+        if jobs > 1 and len(linked) >= 32 and "fork" in multiprocessing.get_all_start_methods():
+            from concurrent.futures import ProcessPoolExecutor
+
+            try:
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+                    return list(ex.map(_terms_of, range(len(linked)), chunksize=max(1, len(linked) // (jobs * 6))))
+            except Exception:  # a broken pool: do it here
+                pass
+        return [_terms_of(i) for i in range(len(linked))]
+    finally:
+        _TERMS_STATE = ()
+
+
+def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[str] = (),
+                  jobs: int = 1) -> List[M.KLTerm]:
     """Link the per-file summaries, then classify every function's terms and add the helpers' own."""
     summaries = [r.summary for r in results if r.summary is not None]
     linker = Linker(summaries)
@@ -118,11 +151,8 @@ def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[
                 continue
     resolver = ProjectDefaults(ConfigIndex(defaults, configs), linker.call_args)
     terms: List[M.KLTerm] = []
-    for fs in linked:
-        try:
-            terms.extend(function_terms(fs, resolver, cfg.budget))
-        except RecursionError:
-            continue
+    for chunk in _terms_in_workers(linked, resolver, cfg.budget, jobs):
+        terms.extend(chunk)
     helpers = helper_terms(terms)
     by_loc = {(h.loc.path, h.loc.line): h for h in helpers}
     # a helper's own view (parameters named by the helper) yields to the view through its callers,
@@ -361,7 +391,7 @@ def run(paths: Sequence[str], cfg: Config, prefilter: bool = True, jobs: Optiona
     for r in results:
         if r.error is not None:
             report.errors.append(M.FileError(r.path, r.error))
-    terms = collect_terms(results, cfg, configs)
+    terms = collect_terms(results, cfg, configs, jobs if jobs is not None else default_jobs())
     report.findings = apply_rules(terms, cfg, results)
     report.notebooks = {r.path: r.cells for r in results if r.cells is not None}
     report.findings = remap_findings(report.findings, report.notebooks)

@@ -11,7 +11,7 @@ substitutes the callee's summary; ``Choice`` holds one value per option of a str
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Tuple
 
 # --------------------------------------------------------------------------------------------- locations

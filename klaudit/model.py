@@ -7,7 +7,7 @@ confidence, and what the symbolic layer derived for it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .derive.coefficient import Derivation

@@ -26,13 +26,18 @@ def candidate(data: bytes) -> bool:
 
 
 def referenced_modules(summaries: Iterable) -> Set[str]:
-    """Modules (dotted names) that the given module summaries call into or import from."""
+    """Modules (dotted names) holding functions that KL-relevant functions of the given summaries
+    call, and the modules of their classes' bases (methods reached through ``self``/``super``)."""
+    from .link.linker import mentions_logprobs
+
     out: Set[str] = set()
     for ms in summaries:
-        for q in ms.imports.values():
-            out.add(q)
-            out.add(q.rpartition(".")[0])
+        relevant_classes = set()
         for fs in ms.functions.values():
+            if not any(mentions_logprobs(ev.value) for ev in fs.events):
+                continue
+            if fs.class_name:
+                relevant_classes.add(fs.class_name)
             for ev in fs.events:
                 for n in ir.walk(ev.value):
                     if isinstance(n, ir.Call):
@@ -40,9 +45,11 @@ def referenced_modules(summaries: Iterable) -> Set[str]:
                             if ":" in t:
                                 continue
                             out.add(t.rpartition(".")[0])
-        for cs in ms.classes.values():
-            for b in cs.bases:
-                out.add(b.rpartition(".")[0])
+                            out.add(t)  # a module called as a whole, or a package re-exporting it
+        for q, cs in ms.classes.items():
+            if q in relevant_classes:
+                for b in cs.bases:
+                    out.add(b.rpartition(".")[0])
     out.discard("")
     return out
 

@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 
-from conftest import FIXTURES, ROOT
 
 BAD = textwrap.dedent('''\
     import torch

@@ -1,5 +1,4 @@
 """Every rule code has a doc and every doc a code; codes and names are unique and well-formed."""
-import os
 import re
 
 from klaudit import ruledocs

@@ -8,12 +8,12 @@ way are remembered (``conds``) as the variant the component belongs to.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from .. import ir
 from ..ir import Choice, Cond, Const, Expr, Leaf, Op, Via
-from .roles import has_logp, name_of
+from .roles import has_logp
 
 LOGP_LIKE = set(ir.LOGP_ROLES)
 

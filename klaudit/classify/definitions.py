@@ -64,7 +64,6 @@ def _build(items) -> M.KLTerm:
         notes.append("unreachable: every option that reaches this expression raises first")
     if not live:
         notes.append("not selected by the shipped defaults at any call site")
-    default_flag = True if live else False
     variants = tuple(dataclasses.replace(c, is_default=(c.is_default if live else False)) for c in contexts)
     defaults = []
     for t, v, _, _ in items:

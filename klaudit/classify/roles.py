@@ -8,7 +8,7 @@ confidence.  ``concretize`` rewrites an expression so that every tensor is a ``L
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 from .. import ir
 from .. import vocabulary as vocab

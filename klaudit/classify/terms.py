@@ -15,7 +15,7 @@ from .. import ir
 from .. import model as M
 from .. import vocabulary as vocab
 from ..derive.canonical import canonical
-from ..derive.coefficient import Derivation, derive
+from ..derive.coefficient import derive
 from ..extract.summary import Event, FunctionSummary
 from ..ir import Expr, Leaf, Loc, Op, OptionKey
 from . import options as O
@@ -136,6 +136,9 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
     if not evs:
         return []
     fctx = function_context(fs, [v for _, v in evs])
+    if "pairwise" in fctx and not any(isinstance(n, Op) and n.op == "named" and vocab.is_kl_name(str(n.args[0].value))
+                                      for _, v in evs for n in ir.walk(v)):
+        return []  # a preference objective (chosen/rejected pairs) with nothing named a KL: no KL term
     # ------------------------------------------------------------------ options, event by event
     defaults: Dict[OptionKey, Tuple[object, M.DefaultSource]] = {}
     seen_keys: Dict[OptionKey, None] = {}
@@ -316,7 +319,6 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
             rec["dead_all"] = False
     default_set, flipped = _default_assigns(acc, assigns, klist, defaults, cands, kl_by_assign)
     variants = []
-    infos = []
     for vk, rec in vmap.items():
         c: Component = rec["comp"]
         d = derive(c.full(), budget_s)

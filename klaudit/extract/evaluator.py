@@ -18,7 +18,7 @@ from .. import vocabulary as vocab
 from . import configs
 from . import torch_api as T
 from .context import ModuleContext, dotted
-from .summary import (ASSIGN, BACKWARD, CALLARG, CONTROLLER, MASK, METRIC, RETURN, STORE, Event,
+from .summary import (ASSIGN, BACKWARD, CONTROLLER, MASK, METRIC, RETURN, STORE, Event,
                       FunctionSummary)
 
 SELF = Ref("self", "self")

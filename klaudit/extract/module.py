@@ -1,7 +1,7 @@
 """The per-file pass: parse once, evaluate every function (and the module body) into summaries."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import List
 
 from .. import positions
 from ..parse import parse_module
@@ -9,7 +9,7 @@ from ..source import SourceText
 from . import configs
 from .context import ModuleContext, dotted
 from .evaluator import Evaluator
-from .summary import ClassSummary, FunctionSummary, ModuleSummary
+from .summary import ClassSummary, ModuleSummary
 
 
 def extract(src: SourceText, module: str, is_package: bool = False, tree=None) -> ModuleSummary:

@@ -10,7 +10,6 @@ asked for.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..extract.summary import ConfigDefault

@@ -11,7 +11,7 @@ through what the class's methods store in them, and tensors passed through objec
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import ir
 from .. import vocabulary as vocab
@@ -51,7 +51,7 @@ class Linker:
 
     # ------------------------------------------------------------------------------ indexes
     def _collect_stores(self) -> None:
-        from ..classify.roles import has_logp, concretize
+        from ..classify.roles import concretize
 
         for fs in self.funcs.values():
             for ev in fs.events:

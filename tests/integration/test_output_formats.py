@@ -14,7 +14,7 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from kl_helpers import BAD, GOOD, MULTILINE, ROOT, klaudit
+from kl_helpers import BAD, GOOD, MULTILINE, klaudit
 
 from klaudit import ruledocs
 from klaudit.report.github import command, escape_data, escape_property
