@@ -408,23 +408,38 @@ def leaves(e: Expr) -> Iterator[Leaf]:
             yield n
 
 
-def transform(e: Expr, fn: Callable[[Expr], Optional[Expr]], memo: Optional[dict] = None) -> Expr:
-    """Rebuild ``e`` bottom-up; ``fn(node)`` returns a replacement or None to keep (after children)."""
+def transform(e: Expr, fn: Callable[[Expr], Optional[Expr]], memo: Optional[dict] = None,
+              skip: Optional[Callable[[Expr], bool]] = None) -> Expr:
+    """Rebuild ``e`` bottom-up; ``fn(node)`` returns a replacement or None to keep (after children).
+    ``skip(node)`` true keeps a whole subtree as it is (a cheap test that ``fn`` would change nothing)."""
     if memo is None:
         memo = {}
-    key = id(e)
-    if key in memo:
-        return memo[key][1]
-    kids = e.children()
-    if kids:
-        new_kids = tuple(transform(k, fn, memo) for k in kids)
-        e2 = e.rebuild(new_kids)
-    else:
-        e2 = e
-    r = fn(e2)
-    out = e2 if r is None else r
-    memo[key] = (e, out)
-    return out
+
+    def go(x: Expr) -> Expr:
+        key = id(x)
+        hit = memo.get(key)
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        if skip is not None and skip(x):
+            memo[key] = (x, x)
+            return x
+        kids = x.children()
+        if kids:
+            new_kids = tuple([go(k) for k in kids])
+            changed = False
+            for a, b in zip(kids, new_kids):
+                if a is not b:
+                    changed = True
+                    break
+            x2 = x.rebuild(new_kids) if changed else x
+        else:
+            x2 = x
+        r = fn(x2)
+        out = x2 if r is None else r
+        memo[key] = (x, out)
+        return out
+
+    return go(e)
 
 
 def size(e: Expr, limit: int = 100000) -> int:
@@ -437,7 +452,11 @@ def size(e: Expr, limit: int = 100000) -> int:
 
 
 def has_dead(e: Expr) -> bool:
-    return any(isinstance(n, Dead) for n in walk(e))
+    return "#dead" in leaf_summary(e)[0]
+
+
+def has_choice(e: Expr) -> bool:
+    return "#choice" in leaf_summary(e)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,3 +475,41 @@ class Ref(Expr):
     kind: str
     name: str
     role: str = ""
+
+
+# ------------------------------------------------------------------------- memoised leaf summaries
+
+_LEAF_MEMO: dict = {}
+_LEAF_MEMO_LIMIT = 400_000
+
+
+def leaf_summary(e: Expr) -> Tuple[frozenset, frozenset]:
+    """(roles, (role, key) pairs) of the leaves under ``e`` plus "fullkl" for exact-KL ops, memoised by
+    node identity (the analysis asks these questions of the same shared subtrees many times)."""
+    hit = _LEAF_MEMO.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    if len(_LEAF_MEMO) > _LEAF_MEMO_LIMIT:
+        _LEAF_MEMO.clear()
+    if isinstance(e, Leaf):
+        res = (frozenset((e.role,)), frozenset(((e.role, e.key),)))
+    else:
+        roles: set = set()
+        keys: set = set()
+        if isinstance(e, Op) and e.op == "fullkl":
+            roles.add("fullkl")
+        elif isinstance(e, Choice):
+            roles.add("#choice")
+        elif isinstance(e, Dead):
+            roles.add("#dead")
+        for ch in e.children():
+            r, k = leaf_summary(ch)
+            roles |= r
+            keys |= k
+        res = (frozenset(roles), frozenset(keys))
+    _LEAF_MEMO[id(e)] = (e, res)
+    return res
+
+
+def clear_memos() -> None:
+    _LEAF_MEMO.clear()

@@ -11,9 +11,10 @@ Multi-file packages (``fixtures/packages/<capability>/``, read by ``read_package
 ``default: KEY=VALUE @ PATH:LINE (SOURCE)``             one shipped default the term reports: the config key,
                                                         its value as printed (``'kl'``, ``2``), the file
                                                         (relative to the package root) and line that set it,
-                                                        and how (``yaml``, ``dataclass``, ``argparse``, ``get``,
-                                                        ``param``, ``literal``); every reported default must be
-                                                        annotated, and only those
+                                                        and how, as printed (``YAML``, ``dataclass field of
+                                                        Config``, ``argparse default``, ``.get() default``,
+                                                        ``parameter default``; case ignored); every reported
+                                                        default must be annotated, and only those
 ``variant: OPTIONS -> EST PLACEMENT [default|default?] [unreachable] [@ PATH:LINE]``
                                                         one option variant of the term: OPTIONS is ``-`` or
                                                         ``;``-separated ``called at PATH:LINE`` and
@@ -72,7 +73,7 @@ def actual_findings(report) -> Dict[Tuple[str, int], Set[str]]:
 KEYWORDS = ("expect", "term", "confidence", "placement-detail", "default", "variant", "reachable")
 _KEYWORD = re.compile(r"(?<![\w-])(" + "|".join(re.escape(k) for k in KEYWORDS) + r"):")
 CONTINUATION = re.compile(r"^\s*#\s*\^")
-DEFAULT = re.compile(r"^(?P<key>[^=\s]+)=(?P<value>.+?)\s+@\s+(?P<path>\S+):(?P<line>\d+)\s+\((?P<source>[a-z]+)\)$",
+DEFAULT = re.compile(r"^(?P<key>[^=\s]+)=(?P<value>.+?)\s+@\s+(?P<path>\S+):(?P<line>\d+)\s+\((?P<source>.+)\)$",
                      re.I)
 VARIANT_RHS = re.compile(r"^(?P<est>[a-z0-9_]+)\s+(?P<placement>[a-z_]+)(?P<flags>(?:\s+(?:default\??|unreachable))*)"
                          r"(?:\s+@\s+(?P<path>\S+):(?P<line>\d+))?$")

@@ -44,7 +44,10 @@ def lint(name: str, prefilter: bool = True):
 
 
 def _rel(root: str, path: str) -> str:
-    return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
+    """``path`` relative to the package root (a relative path is taken as relative to the root, as the
+    CLI prints it when run there)."""
+    full = path if os.path.isabs(path) else os.path.join(root, path)
+    return os.path.relpath(full, root).replace(os.sep, "/")
 
 
 def _where(root: str, text: str) -> str:
@@ -53,12 +56,44 @@ def _where(root: str, text: str) -> str:
     return f"{_rel(root, p)}:{line}"
 
 
-def got_variant(root: str, v) -> VariantSpec:
-    opts = tuple(("called at", _where(root, vals)) if o == "called at" else (o, option_values(vals))
-                 for o, vals in v.options)
-    est = v.derivation.estimator
-    return VariantSpec(opts, ESTIMATOR_ALIASES.get(est, est), v.placement, v.is_default, v.reachable,
-                       (_rel(root, v.loc.path), v.loc.line))
+@dataclasses.dataclass(frozen=True)
+class TermFacts:
+    """What the checks compare of one term, whether it comes from the report or from the JSON inventory."""
+
+    estimator: str
+    placement: str
+    confidence: str
+    detail: str
+    defaults: frozenset  # of (key, value, path, line, source in lower case)
+    variants: tuple  # of VariantSpec
+    reachable: bool
+
+
+def facts_of_term(root: str, t) -> TermFacts:
+    variants = []
+    for v in t.variants:
+        opts = tuple(("called at", _where(root, vals)) if o == "called at" else (o, option_values(vals))
+                     for o, vals in v.options)
+        est = v.derivation.estimator
+        variants.append(VariantSpec(opts, ESTIMATOR_ALIASES.get(est, est), v.placement, v.is_default, v.reachable,
+                                    (_rel(root, v.loc.path), v.loc.line)))
+    est = t.derivation.estimator
+    return TermFacts(ESTIMATOR_ALIASES.get(est, est), t.placement.kind, t.confidence, t.placement.detail,
+                     frozenset((d.key, d.value, _rel(root, d.path), d.line, d.source.lower()) for d in t.defaults),
+                     tuple(variants), t.reachable)
+
+
+def facts_of_json(root: str, d: dict) -> TermFacts:
+    """The same facts read back from ``klaudit inventory --output-format json`` (paths relative to ``root``)."""
+    variants = tuple(
+        VariantSpec(tuple(("called at", _where(root, o["values"])) if o["option"] == "called at"
+                          else (o["option"], option_values(o["values"])) for o in v["options"]),
+                    v["estimator"], v["placement"], v["default"], v["reachable"], (_rel(root, v["path"]), v["line"]))
+        for v in d["variants"])
+    return TermFacts(d["estimator"], d["placement"], d["confidence"], d["placement_detail"],
+                     frozenset((s["key"], s["value"], _rel(root, s["path"]), s["line"], s["source"].lower())
+                               for s in d["defaults"]),
+                     variants, d["reachable"])
 
 
 def _same_variant(want: VariantSpec, got: VariantSpec) -> bool:
@@ -86,6 +121,12 @@ def compare(report, root: str, ann: Dict[str, Dict[int, LineAnnotations]]) -> Li
         if got_f.get(k, set()) != want_f.get(k, set()):
             problems.append(f"{k[0]}:{k[1]}: findings expected {sorted(want_f.get(k, ()))}, "
                             f"got {sorted(got_f.get(k, ()))}")
+    # a finding carries the confidence of its term (annotated on the term's line)
+    for f in report.findings:
+        a = ann.get(_rel(root, f.path), {}).get(f.term_line)
+        if a is not None and a.confidence and f.confidence != a.confidence:
+            problems.append(f"{_rel(root, f.path)}:{f.line}: {f.code} reported with confidence {f.confidence}, "
+                            f"its term (line {f.term_line}) is annotated {a.confidence}")
     # terms: estimator and placement, then the per-term annotations
     got_t: Dict[tuple, list] = {}
     for t in report.terms:
@@ -103,7 +144,7 @@ def compare(report, root: str, ann: Dict[str, Dict[int, LineAnnotations]]) -> Li
         if a is None:
             continue
         for t in terms:
-            problems.extend(_term_problems(root, where, t, a))
+            problems.extend(term_problems(where, facts_of_term(root, t), a))
     # annotations that describe a term on a line that has none
     for p, lines in ann.items():
         for ln, a in lines.items():
@@ -112,31 +153,28 @@ def compare(report, root: str, ann: Dict[str, Dict[int, LineAnnotations]]) -> Li
     return problems
 
 
-def _term_problems(root: str, where: str, t, a: LineAnnotations) -> List[str]:
+def term_problems(where: str, t: TermFacts, a: LineAnnotations) -> List[str]:
+    """How one term differs from the annotations of its line."""
     out = []
     if not a.confidence:
         out.append(f"{where}: confidence not annotated (got {t.confidence})")
     elif a.confidence != t.confidence:
         out.append(f"{where}: confidence expected {a.confidence}, got {t.confidence}")
-    if a.detail and a.detail != t.placement.detail:
-        out.append(f"{where}: placement detail expected {a.detail!r}, got {t.placement.detail!r}")
-    got_d = {(d.key, d.value, _rel(root, d.path), d.line, d.source.lower()) for d in t.defaults}
-    if got_d != a.defaults:
-        fmt = lambda s: sorted(f"{k}={v} @ {p}:{ln} ({src})" for k, v, p, ln, src in s)  # noqa: E731
-        out.append(f"{where}: defaults expected {fmt(a.defaults)}, got {fmt(got_d)}")
-    got_v = [got_variant(root, v) for v in t.variants]
-    has_options = any(k != "called at" for v in got_v for k, _ in v.options)
+    if a.detail and a.detail != t.detail:
+        out.append(f"{where}: placement detail expected {a.detail!r}, got {t.detail!r}")
+    if set(t.defaults) != a.defaults:
+        def fmt(s):
+            return sorted(f"{k}={v} @ {p}:{ln} ({src})" for k, v, p, ln, src in s)
+        out.append(f"{where}: defaults expected {fmt(a.defaults)}, got {fmt(t.defaults)}")
+    has_options = any(k != "called at" for v in t.variants for k, _ in v.options)
     if a.variants or has_options:
-        left = list(got_v)
-        missing = []
+        left = list(t.variants)
         for w in a.variants:
             hit = next((g for g in left if _same_variant(w, g)), None)
             if hit is None:
-                missing.append(w)
+                out.append(f"{where}: variant not found: {_show_variant(w)}")
             else:
                 left.remove(hit)
-        for w in missing:
-            out.append(f"{where}: variant not found: {_show_variant(w)}")
         for g in left:
             out.append(f"{where}: variant not annotated: {_show_variant(g)}")
     if a.reachable is not None and a.reachable != t.reachable:
@@ -167,3 +205,206 @@ def test_package_is_the_same_without_the_prefilter(name):
 def test_packages_cover_the_capabilities():
     """One package per capability of the analyzer (issue 3)."""
     assert len(PACKAGES) >= 12, PACKAGES
+
+
+# ----------------------------------------------------------------------- the annotations can fail
+
+MUTATED = "option_yaml_default"  # has findings, helpers, option variants, YAML defaults and switches
+
+
+def _mutations():
+    """(what, mutate(annotations) -> None): each breaks one expectation of MUTATED's annotations."""
+    def first(ann, pred):
+        for p in sorted(ann):
+            for ln in sorted(ann[p]):
+                if pred(ann[p][ln]):
+                    return ann[p][ln]
+        raise AssertionError("no annotation to mutate")
+
+    def confidence(ann):
+        a = first(ann, lambda a: a.terms)
+        a.confidence = "high" if a.confidence != "high" else "low"
+
+    def placement(ann):
+        a = first(ann, lambda a: a.terms)
+        est, _ = a.terms[0]
+        a.terms[0] = (est, "metric")
+
+    def finding(ann):
+        first(ann, lambda a: a.findings).findings.clear()
+
+    def extra_finding(ann):
+        first(ann, lambda a: a.terms and not a.findings).findings.add("KL101")
+
+    def default_line(ann):
+        a = first(ann, lambda a: a.defaults)
+        k, v, p, ln, src = sorted(a.defaults)[0]
+        a.defaults.discard((k, v, p, ln, src))
+        a.defaults.add((k, v, p, ln + 1, src))
+
+    def default_dropped(ann):
+        a = first(ann, lambda a: a.defaults)
+        a.defaults.discard(sorted(a.defaults)[0])
+
+    def variant_default(ann):
+        a = first(ann, lambda a: a.variants)
+        v = a.variants[0]
+        a.variants[0] = dataclasses.replace(v, default=not v.default)
+
+    def variant_values(ann):
+        a = first(ann, lambda a: any(k != "called at" for v in a.variants for k, _ in v.options))
+        v = next(v for v in a.variants if any(k != "called at" for k, _ in v.options))
+        opts = tuple((k, frozenset({"k9"}) if k != "called at" else x) for k, x in v.options)
+        a.variants[a.variants.index(v)] = dataclasses.replace(v, options=opts)
+
+    def variant_dropped(ann):
+        first(ann, lambda a: any(k != "called at" for v in a.variants for k, _ in v.options)).variants.pop()
+
+    def detail(ann):
+        first(ann, lambda a: a.terms).detail = "logged"
+
+    def term_dropped(ann):
+        a = first(ann, lambda a: a.terms and not a.findings)
+        a.terms.clear()
+        a.confidence, a.defaults, a.variants = "", set(), []
+
+    return [(f.__name__, f) for f in (confidence, placement, finding, extra_finding, default_line, default_dropped,
+                                      variant_default, variant_values, variant_dropped, detail, term_dropped)]
+
+
+@pytest.mark.parametrize("what,mutate", _mutations(), ids=[w for w, _ in _mutations()])
+def test_a_wrong_annotation_fails(what, mutate):
+    root = os.path.join(PACKAGES_DIR, MUTATED)
+    ann = read_package(root)
+    assert not compare(lint(MUTATED), root, ann)
+    mutate(ann)
+    assert compare(lint(MUTATED), root, ann), f"mutation {what!r} went unnoticed"
+
+
+@pytest.mark.parametrize("text", [
+    "x = 1  # expect: KL1O2",
+    "x = 1  # term: k3",
+    "x = 1  # term: k3 as_loss  confidence: sure",
+    "x = 1  # term: k3 as_loss  placement-detail: logged",
+    "x = 1  # term: k3 as_loss  default: kl_type='k3' @ conf.yaml",
+    "x = 1  # term: k3 as_loss  variant: kl_type=k3 k3 as_loss",
+    "x = 1  # term: k3 as_loss  variant: kl_type=k3 -> k3 as_loss sometimes",
+    "# ^ term: k3 as_loss",
+])
+def test_a_malformed_annotation_is_an_error(tmp_path, text):
+    from expectations import AnnotationError, read_annotations
+
+    f = tmp_path / "m.py"
+    f.write_text(text + "\n")
+    with pytest.raises(AnnotationError):
+        read_annotations(str(f))
+
+
+def test_continuation_lines_attach_to_the_line_above(tmp_path):
+    from expectations import read_annotations
+
+    f = tmp_path / "m.py"
+    f.write_text("kl = a - b  # term: k1 in_reward  confidence: medium\n"
+                 "# ^ variant: kind=k1|kl; called at x.py:3 -> k1 in_reward default @ y.py:7\n"
+                 "    # ^ default: kind='kl' @ conf/a.yaml:2 (YAML)\n"
+                 "y = 2  # expect: KL101\n")
+    ann = read_annotations(str(f))
+    assert sorted(ann) == [1, 4]
+    a = ann[1]
+    assert a.terms == [("k1", "in_reward")] and a.confidence == "medium"
+    assert a.defaults == {("kind", "'kl'", "conf/a.yaml", 2, "yaml")}
+    (v,) = a.variants
+    assert v.options == (("kind", frozenset({"k1", "kl"})), ("called at", "x.py:3"))
+    assert (v.estimator, v.placement, v.default, v.reachable, v.where) == ("k1", "in_reward", True, True, ("y.py", 7))
+    assert ann[4].findings == {"KL101"}
+
+
+# --------------------------------------------------------------- the inventory shows what the tests check
+
+INVENTORY = "estimator_stack"  # an integer option, a dataclass default, helpers and their call sites
+
+
+def _inventory(tmp_path, name, fmt):
+    import shutil
+    import subprocess
+    import sys
+
+    dst = tmp_path / name
+    if not dst.exists():
+        shutil.copytree(os.path.join(PACKAGES_DIR, name), dst)
+    p = subprocess.run([sys.executable, "-m", "klaudit", "inventory", ".", "--output-format", fmt, "--no-cache"],
+                       capture_output=True, text=True, cwd=dst)
+    assert p.returncode == 0, p.stderr
+    return str(dst), p.stdout
+
+
+def test_json_inventory_shows_variants_confidence_and_defaults(tmp_path):
+    """``klaudit inventory --output-format json`` carries, per term, the variants with their options, the
+    confidence, and each default's key, value, file, line and source: exactly what the annotations say."""
+    import json
+
+    root, out = _inventory(tmp_path, INVENTORY, "json")
+    doc = json.loads(out)
+    assert not doc["errors"]
+    ann = read_package(root)
+    problems, seen = [], set()
+    for d in doc["terms"]:
+        key = (_rel(root, d["path"]), d["line"])
+        seen.add(key)
+        a = ann.get(key[0], {}).get(key[1])
+        if a is None or not a.terms:
+            problems.append(f"{key[0]}:{key[1]}: not annotated")
+            continue
+        facts = facts_of_json(root, d)
+        if (facts.estimator, facts.placement) not in a.terms:
+            problems.append(f"{key[0]}:{key[1]}: {facts.estimator} {facts.placement} not in {a.terms}")
+        problems.extend(term_problems(f"{key[0]}:{key[1]}", facts, a))
+    want = {(p, ln) for p, lines in ann.items() for ln, a in lines.items() if a.terms}
+    problems.extend(f"{p}:{ln}: annotated, not in the inventory" for p, ln in sorted(want - seen))
+    assert not problems, "\n".join(problems)
+    with_options = [d for d in doc["terms"] if any(o["option"] != "called at" for v in d["variants"]
+                                                   for o in v["options"])]
+    assert with_options and all(d["defaults"] for d in with_options)
+
+
+def _table_rows(text: str, path: str, line: int) -> List[str]:
+    """The row of the term at path:line and its indented option/default rows."""
+    lines = text.splitlines()
+    head = f"./{path}:{line} "
+    i = next(i for i, ln in enumerate(lines) if ln.startswith(head))
+    rows = [lines[i]]
+    for ln in lines[i + 1:]:
+        if not ln.startswith("  "):
+            break
+        rows.append(ln)
+    return rows
+
+
+def test_text_inventory_shows_variants_confidence_and_defaults(tmp_path):
+    """The text report card: under each call-site term, one ``option KEY=VALUES`` row per variant with
+    where it is written, its estimator, placement and a ``default`` mark for the one the shipped default
+    picks, then ``default KEY=VALUE`` with the file and line that set it and how; the term's row
+    carries its confidence."""
+    import json
+
+    root, out = _inventory(tmp_path, INVENTORY, "json")
+    _, text = _inventory(tmp_path, INVENTORY, "text")
+    doc = json.loads(out)
+    checked = 0
+    for d in doc["terms"]:
+        if any(o["option"] == "called at" for v in d["variants"] for o in v["options"]):
+            continue  # a helper's own term: its rows name the call sites first
+        rows = _table_rows(text, _rel(root, d["path"]), d["line"])
+        assert f" {d['confidence']} " in rows[0], rows[0]
+        for v in d["variants"]:
+            opts = "; ".join(f"{o['option']}={o['values']}" for o in v["options"])
+            row = next((r for r in rows if r.startswith(f"  option {opts} ")), None)
+            assert row is not None, (opts, rows)
+            assert f"./{_rel(root, v['path'])}:{v['line']} " in row and f" {v['estimator']} " in row, row
+            assert f" {v['placement']} " in row and ((" default " in row) == bool(v["default"])), row
+        for s in d["defaults"]:
+            row = next((r for r in rows if r.startswith(f"  default {s['key']}={s['value']} ")), None)
+            assert row is not None, (s, rows)
+            assert f"./{_rel(root, s['path'])}:{s['line']} " in row and s["source"] in row, row
+        checked += bool(d["variants"])
+    assert checked

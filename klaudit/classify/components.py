@@ -56,15 +56,8 @@ class Other:
 
 def roles_in(e: Expr) -> set:
     out = set()
-    for n in ir.walk(e):
-        if isinstance(n, Leaf):
-            r = n.role
-            if r.startswith(ir.DIST):
-                out.add("dist:" + r[len(ir.DIST):])
-            else:
-                out.add(r)
-        elif isinstance(n, Op) and n.op == "fullkl":
-            out.add("fullkl")
+    for r in ir.leaf_summary(e)[0]:
+        out.add("dist:" + r[len(ir.DIST):] if r.startswith(ir.DIST) else r)
     return out
 
 
@@ -79,11 +72,8 @@ def is_kl_core(e: Expr) -> bool:
 
 def logp_keys(e: Expr) -> frozenset:
     """The log-prob tensors an expression reads (role and identity)."""
-    out = set()
-    for n in ir.walk(e):
-        if isinstance(n, Leaf) and (n.role in LOGP_LIKE or n.role.startswith(ir.DIST) or n.role == "kl"):
-            out.add((n.role, n.key))
-    return frozenset(out)
+    return frozenset(k for k in ir.leaf_summary(e)[1]
+                     if k[0] in LOGP_LIKE or k[0].startswith(ir.DIST) or k[0] == "kl")
 
 
 def _is_coefficient(e: Expr) -> bool:

@@ -22,10 +22,21 @@ OTHER = "<other>"
 MAX_ASSIGNMENTS = 256
 
 
-def keys_in(e: Expr) -> List[OptionKey]:
+def _anchored(e: Expr) -> bool:
+    """Does a value read a reference/teacher log-prob or a KL (the parts rules are about)?"""
+    roles = ir.leaf_summary(e)[0]
+    return bool(roles & {ir.REF, ir.TEACHER, "kl", ir.DIST + ir.REF, ir.DIST + ir.TEACHER, "fullkl"})
+
+
+def keys_in(e: Expr, anchored_only: bool = False) -> List[OptionKey]:
+    """Option keys tested by the choices in ``e``; with ``anchored_only``, only by choices some branch
+    of which reads a reference log-prob or a KL (a choice between policy-gradient variants does not
+    change a KL term and would only multiply the assignments to try)."""
     seen: Dict[OptionKey, None] = {}
     for n in ir.walk(e):
         if isinstance(n, Choice):
+            if anchored_only and not any(_anchored(v) for _, v in n.branches):
+                continue
             for cond, _ in n.branches:
                 if cond is not None:
                     for a in cond.atoms():
@@ -146,7 +157,7 @@ def specialize(e: Expr, assign: Dict[OptionKey, object], memo: Optional[dict] = 
             return Choice(tuple(possible), x.loc)
         return Choice(tuple(possible), x.loc)
 
-    return ir.transform(e, fn, memo)
+    return ir.transform(e, fn, memo, skip=lambda x: not ir.has_choice(x))
 
 
 def conds_hold(conds: Iterable[Cond], assign: Dict[OptionKey, object]) -> bool:

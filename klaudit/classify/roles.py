@@ -39,7 +39,7 @@ def collapse_choices(e: Expr) -> Expr:
             return live[0] if live else x.branches[0][1]
         return None
 
-    return ir.transform(e, fn, {})
+    return ir.transform(e, fn, {}, skip=lambda x: not ir.has_choice(x))
 
 
 def leaf_from_name(name: str, loc=None, grad: Optional[bool] = None, why: str = "name") -> Expr:
@@ -69,10 +69,8 @@ def leaf_from_name(name: str, loc=None, grad: Optional[bool] = None, why: str = 
 
 
 def has_logp(e: Expr) -> bool:
-    for n in ir.walk(e):
-        if isinstance(n, Leaf) and (n.role in ir.LOGP_ROLES or n.role.startswith(ir.DIST) or n.role == "kl"):
-            return True
-        if isinstance(n, Op) and n.op == "fullkl":
+    for r in ir.leaf_summary(e)[0]:
+        if r in ir.LOGP_ROLES or r.startswith(ir.DIST) or r == "kl" or r == "fullkl":
             return True
     return False
 

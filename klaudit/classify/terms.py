@@ -148,7 +148,7 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
     cands_all: Dict[OptionKey, List[object]] = {}
     for ev, v in evs:
         keys: Dict[OptionKey, None] = {}
-        for k in O.keys_in(v):
+        for k in O.keys_in(v, anchored_only=True):
             keys.setdefault(k, None)
         for k in O.cond_keys(ev.conds):
             keys.setdefault(k, None)
@@ -166,7 +166,7 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
             merged = cands_all.setdefault(k, [])
             merged.extend(x for x in cands[k] if x not in merged)
         base = _event_base(klist, defaults, cands, ev.conds)
-        has_choice = any(isinstance(n, ir.Choice) for n in ir.walk(v))
+        has_choice = ir.has_choice(v)
         split_memo: dict = {}  # assignments that leave the value unchanged share one split
         for A in O.assignments(klist, cands, base):
             akey = tuple(sorted(((k, v2) for k, v2 in A.items()), key=lambda kv: repr(kv)))
@@ -190,18 +190,16 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
     klist = list(seen_keys)
     # a value that only feeds a bigger estimator (kl = ref - logp, then k3 built from it) is part of
     # that term, not a term of its own
-    placed_parts = set()
-    for acc in accs.values():
-        if any(o.placement is not None for o in acc.occs):
-            for o in acc.occs:
-                for n in ir.walk(o.comp.core):
-                    if n is not o.comp.core:
-                        placed_parts.add(id(n))
     all_parts = set()
+    cores_seen = set()
     for acc in accs.values():
         for o in acc.occs:
-            for n in ir.walk(o.comp.core):
-                if n is not o.comp.core:
+            core = o.comp.core
+            if id(core) in cores_seen:
+                continue
+            cores_seen.add(id(core))
+            for n in ir.walk(core):
+                if n is not core:
                     all_parts.add(id(n))
     terms = []
     for key, acc in accs.items():
