@@ -8,6 +8,7 @@ that both compute the same entry).  Anything unreadable is treated as a miss.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,6 +32,50 @@ def key(*parts: Any) -> str:
             h.update(str(p).encode("utf-8", "surrogatepass"))
         h.update(b"\0")
     return h.hexdigest()
+
+
+def stable_digest(obj: Any, memo: Optional[dict] = None) -> str:
+    """A digest of a value's content, independent of how its parts are shared in memory and of the
+    process's hash seed (pickle bytes depend on both): dataclasses, tuples, lists, dicts, sets and
+    scalars, memoised by identity for dataclass nodes (expression DAGs share subtrees)."""
+    if memo is None:
+        memo = {}
+    out = hashlib.blake2b(digest_size=16)
+
+    def enc(x) -> bytes:
+        if x is None or isinstance(x, (bool, int, float, str, bytes)):
+            return f"{type(x).__name__}:{x!r}".encode("utf-8", "surrogatepass")
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            hit = memo.get(id(x))
+            if hit is not None and hit[0] is x:
+                return hit[1]
+            h = hashlib.blake2b(type(x).__qualname__.encode(), digest_size=16)
+            for f in dataclasses.fields(x):
+                h.update(b"|")
+                h.update(enc(getattr(x, f.name)))
+            d = h.digest()
+            memo[id(x)] = (x, d)
+            return d
+        if isinstance(x, (tuple, list)):
+            h = hashlib.blake2b(b"(" if isinstance(x, tuple) else b"[", digest_size=16)
+            for y in x:
+                h.update(enc(y))
+            return h.digest()
+        if isinstance(x, dict):
+            h = hashlib.blake2b(b"{", digest_size=16)
+            for k, v in sorted(((enc(k), enc(v)) for k, v in x.items())):
+                h.update(k)
+                h.update(v)
+            return h.digest()
+        if isinstance(x, (set, frozenset)):
+            h = hashlib.blake2b(b"s", digest_size=16)
+            for y in sorted(enc(y) for y in x):
+                h.update(y)
+            return h.digest()
+        return f"{type(x).__qualname__}:{x!r}".encode("utf-8", "surrogatepass")
+
+    out.update(enc(obj))
+    return out.hexdigest()
 
 
 _CODE = None
@@ -66,8 +111,22 @@ class Cache:
             gi = os.path.join(root, DIRNAME, ".gitignore")
             if not os.path.exists(gi):
                 self._write_text(gi, "*\n")
+            self._prune_other_versions()
         except OSError:
             self.ok = False
+
+    def _prune_other_versions(self) -> None:
+        """Entries written by another klaudit version or code are never read again: remove them so
+        the cache does not grow with every upgrade (best effort; a concurrent run may recreate one)."""
+        top = os.path.dirname(self.base)
+        mine = os.path.basename(self.base)
+        try:
+            names = os.listdir(top)
+        except OSError:
+            return
+        for n in names:
+            if n != mine and n.startswith("v") and os.path.isdir(os.path.join(top, n)):
+                shutil.rmtree(os.path.join(top, n), ignore_errors=True)
 
     # ------------------------------------------------------------------------------ primitives
     def _path(self, kind: str, k: str) -> str:

@@ -102,12 +102,27 @@ def analyze_source(src: SourceText, root: str) -> FileResult:
 _TERMS_STATE: tuple = ()
 
 
-def _terms_of(i: int) -> List[M.KLTerm]:
+class _RecordingResolver:
+    """Answers like the project's resolver and remembers what was asked: a function's terms depend on
+    the rest of the project only through its linked summary and these answers."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.asked: list = []
+
+    def default(self, key, fs):
+        ans = self.inner.default(key, fs)
+        self.asked.append((key, ans))
+        return ans
+
+
+def _terms_of(i: int):
     linked, resolver, budget = _TERMS_STATE
+    rec = _RecordingResolver(resolver)
     try:
-        return function_terms(linked[i], resolver, budget)
+        return function_terms(linked[i], rec, budget), rec.asked
     except RecursionError:
-        return []
+        return [], rec.asked
 
 
 def _terms_in_workers(linked, resolver, budget, jobs: int):
@@ -131,8 +146,47 @@ def _terms_in_workers(linked, resolver, budget, jobs: int):
         _TERMS_STATE = ()
 
 
+def _terms_key(fs, budget: float, memo: dict) -> Optional[str]:
+    from .cache import key as ckey
+    from .cache import stable_digest
+
+    try:
+        return ckey("terms", stable_digest(fs, memo), budget)
+    except RecursionError:
+        return None
+
+
+def _cached_terms(linked, resolver, budget: float, jobs: int, cache) -> List[List[M.KLTerm]]:
+    """Each linked function's terms, from the cache when its linked summary is unchanged and the
+    project still answers its option-default questions the same way; the rest computed in workers."""
+    out: List[Optional[List[M.KLTerm]]] = [None] * len(linked)
+    keys: List[Optional[str]] = [None] * len(linked)
+    todo: List[int] = []
+    memo: dict = {}
+    for i, fs in enumerate(linked):
+        if cache is not None:
+            keys[i] = _terms_key(fs, budget, memo)
+            hit = cache.get_pickle("terms", keys[i]) if keys[i] else None
+            if isinstance(hit, tuple) and len(hit) == 2:
+                asked, ts = hit
+                try:
+                    same = all(resolver.default(k, fs) == ans for k, ans in asked)
+                except Exception:
+                    same = False
+                if same:
+                    out[i] = ts
+                    continue
+        todo.append(i)
+    computed = _terms_in_workers([linked[i] for i in todo], resolver, budget, jobs)
+    for i, (ts, asked) in zip(todo, computed):
+        out[i] = ts
+        if cache is not None and keys[i]:
+            cache.put_pickle("terms", keys[i], (asked, ts))
+    return [ts or [] for ts in out]
+
+
 def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[str] = (),
-                  jobs: int = 1) -> List[M.KLTerm]:
+                  jobs: int = 1, cache=None) -> List[M.KLTerm]:
     """Link the per-file summaries, then classify every function's terms and add the helpers' own."""
     summaries = [r.summary for r in results if r.summary is not None]
     linker = Linker(summaries)
@@ -151,7 +205,7 @@ def collect_terms(results: Sequence[FileResult], cfg: Config, configs: Sequence[
                 continue
     resolver = ProjectDefaults(ConfigIndex(defaults, configs), linker.call_args)
     terms: List[M.KLTerm] = []
-    for chunk in _terms_in_workers(linked, resolver, cfg.budget, jobs):
+    for chunk in _cached_terms(linked, resolver, cfg.budget, jobs, cache):
         terms.extend(chunk)
     helpers = helper_terms(terms)
     by_loc = {(h.loc.path, h.loc.line): h for h in helpers}
@@ -391,7 +445,7 @@ def run(paths: Sequence[str], cfg: Config, prefilter: bool = True, jobs: Optiona
     for r in results:
         if r.error is not None:
             report.errors.append(M.FileError(r.path, r.error))
-    terms = collect_terms(results, cfg, configs, jobs if jobs is not None else default_jobs())
+    terms = collect_terms(results, cfg, configs, jobs if jobs is not None else default_jobs(), cache)
     report.findings = apply_rules(terms, cfg, results)
     report.notebooks = {r.path: r.cells for r in results if r.cells is not None}
     report.findings = remap_findings(report.findings, report.notebooks)

@@ -511,5 +511,31 @@ def leaf_summary(e: Expr) -> Tuple[frozenset, frozenset]:
     return res
 
 
+_CHOICE_KEYS_MEMO: dict = {}
+
+
+def choice_keys(e: Expr) -> Tuple[OptionKey, ...]:
+    """The option keys tested by the choices under ``e``, in a fixed order, memoised by node identity:
+    what a specialisation of ``e`` can depend on."""
+    hit = _CHOICE_KEYS_MEMO.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    if not has_choice(e):
+        return ()
+    if len(_CHOICE_KEYS_MEMO) > _LEAF_MEMO_LIMIT:
+        _CHOICE_KEYS_MEMO.clear()
+    keys: set = set()
+    if isinstance(e, Choice):
+        for cond, _ in e.branches:
+            if cond is not None:
+                keys.update(a.key for a in cond.atoms() if a.key is not None)
+    for ch in e.children():
+        keys.update(choice_keys(ch))
+    res = tuple(sorted(keys, key=repr))
+    _CHOICE_KEYS_MEMO[id(e)] = (e, res)
+    return res
+
+
 def clear_memos() -> None:
     _LEAF_MEMO.clear()
+    _CHOICE_KEYS_MEMO.clear()

@@ -7,11 +7,13 @@ produced a term from names alone.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Optional, Tuple
 
 _SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
+@lru_cache(maxsize=65536)
 def tokens(name: str) -> Tuple[str, ...]:
     """``ref_per_token_logps`` -> ('ref', 'per', 'token', 'logps'); camelCase split too."""
     return tuple(t.lower() for t in _SPLIT.split(name) if t)

@@ -88,3 +88,20 @@ def test_cache_sees_a_changed_file_and_clean_removes_it(tmp_path):
     assert len(json.loads(out2)["findings"]) == len(json.loads(out1)["findings"]) + 1
     assert _cli(["clean", "."], d)[0] == 0
     assert not (d / ".klaudit_cache").exists()
+
+
+def test_cached_terms_follow_a_changed_config_default(tmp_path):
+    """A function's terms are cached by its linked summary; a YAML default it depends on lives in
+    another file, so the cache must notice when the project answers that question differently."""
+    pkg = os.path.join(os.path.dirname(__file__), "..", "fixtures", "packages", "option_yaml_default")
+    d = tmp_path / "proj"
+    shutil.copytree(pkg, d)
+    rc1, out1 = _cli(["check", ".", "--output-format", "json"], d)
+    codes1 = sorted(f["code"] for f in json.loads(out1)["findings"])
+    assert "KL102" in codes1
+    y = d / "ppo" / "config" / "ppo_trainer.yaml"
+    y.write_text(y.read_text().replace("kl_loss_type: low_var_kl", "kl_loss_type: mse"))
+    rc2, out2 = _cli(["check", ".", "--output-format", "json"], d)
+    rc3, out3 = _cli(["check", ".", "--output-format", "json", "--no-cache"], d)
+    assert (rc2, out2) == (rc3, out3), "a warm run disagrees with a cold one after a config change"
+    assert sorted(f["code"] for f in json.loads(out2)["findings"]) != codes1

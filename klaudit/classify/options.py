@@ -19,6 +19,7 @@ from .. import ir
 from ..ir import Choice, Cond, Expr, OptionKey
 
 OTHER = "<other>"
+_UNSET = "<unset>"
 MAX_ASSIGNMENTS = 256
 
 
@@ -134,7 +135,8 @@ def assignments(keys: List[OptionKey], cands: Dict[OptionKey, List[object]],
 
 
 def specialize(e: Expr, assign: Dict[OptionKey, object], memo: Optional[dict] = None) -> Expr:
-    """Resolve every choice of ``e`` whose conditions the assignment decides."""
+    """Resolve every choice of ``e`` whose conditions the assignment decides.  ``memo`` may be shared
+    between calls with different assignments on the same expression."""
     if memo is None:
         memo = {}
 
@@ -157,7 +159,25 @@ def specialize(e: Expr, assign: Dict[OptionKey, object], memo: Optional[dict] = 
             return Choice(tuple(possible), x.loc)
         return Choice(tuple(possible), x.loc)
 
-    return ir.transform(e, fn, memo, skip=lambda x: not ir.has_choice(x))
+    def go(x: Expr) -> Expr:
+        if not ir.has_choice(x):
+            return x
+        # the result depends on the assignment only through the keys the choices below test, so
+        # one memo serves every assignment of an event: equal restrictions give the same object
+        rk = (id(x),) + tuple((type(assign.get(k, _UNSET)).__name__, assign.get(k, _UNSET))
+                              for k in ir.choice_keys(x))
+        hit = memo.get(rk)
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        kids = x.children()
+        new_kids = tuple([go(k) for k in kids])
+        x2 = x.rebuild(new_kids) if any(a is not b for a, b in zip(kids, new_kids)) else x
+        r = fn(x2)
+        out = x2 if r is None else r
+        memo[rk] = (x, out)
+        return out
+
+    return go(e)
 
 
 def conds_hold(conds: Iterable[Cond], assign: Dict[OptionKey, object]) -> bool:

@@ -168,12 +168,13 @@ def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = No
         base = _event_base(klist, defaults, cands, ev.conds)
         has_choice = ir.has_choice(v)
         split_memo: dict = {}  # assignments that leave the value unchanged share one split
+        spec_memo: dict = {}
         for A in O.assignments(klist, cands, base):
             akey = tuple(sorted(((k, v2) for k, v2 in A.items()), key=lambda kv: repr(kv)))
             event_assigns.setdefault(ev.loc, []).append(akey)
             if not O.conds_hold(ev.conds, A):
                 continue
-            sv = O.specialize(v, A, {}) if klist and has_choice else v
+            sv = O.specialize(v, A, spec_memo) if klist and has_choice else v
             memo_hit = split_memo.get(id(sv))
             if memo_hit is None:
                 comps, others = split(sv)

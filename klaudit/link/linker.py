@@ -11,6 +11,7 @@ through what the class's methods store in them, and tensors passed through objec
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import ir
@@ -610,13 +611,29 @@ def normalize(e: Expr) -> Expr:
 _PROVENANCE_OPS = {"fn:model", "logsoftmax", "softmax", "gather", "fullkl"}
 
 
+@functools.lru_cache(maxsize=65536)
 def _name_relevant(name: str) -> bool:
     toks = vocab.tokens(name)
     return bool(vocab.logp_role(name) or vocab.is_kl_name(name) or "logits" in toks or "logit" in toks)
 
 
+_MENTIONS: Dict[int, Tuple[Expr, bool]] = {}
+
+
 def mentions_logprobs(e: Expr) -> bool:
-    """Does a raw (unlinked) value name log-probs, logits or a KL anywhere, or compute log-probs?"""
+    """Does a raw (unlinked) value name log-probs, logits or a KL anywhere, or compute log-probs?
+    (Memoised by node identity: summaries are asked this many times.)"""
+    hit = _MENTIONS.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    if len(_MENTIONS) > 200_000:
+        _MENTIONS.clear()
+    r = _mentions_logprobs(e)
+    _MENTIONS[id(e)] = (e, r)
+    return r
+
+
+def _mentions_logprobs(e: Expr) -> bool:
     for n in ir.walk(e):
         if isinstance(n, Param):
             if _name_relevant(n.name):
