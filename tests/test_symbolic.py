@@ -136,3 +136,22 @@ def test_known_coefficients():
     ]
     for expr, fam in cases:
         assert derive(expr).loss_family == fam, (expr, derive(expr))
+
+
+def test_numeric_precheck_never_rejects_a_constant_ratio():
+    """The cheap test that skips ``simplify`` must say "maybe" for every true constant and "no" for
+    ratios that vary, including through functions the analysis cannot see into."""
+    import sympy as sp
+
+    from klaudit.derive import symbolic as S
+    from klaudit.derive.coefficient import _maybe_constant
+
+    P, A = S.LOGP, S.REF
+    rev = sp.exp(P) * (P - A)
+    assert _maybe_constant(sp, (3 * sp.exp(P) * P - 3 * sp.exp(P) * A) / rev)
+    assert _maybe_constant(sp, (sp.exp(P) * (P - S.StopGrad(A))) / rev)
+    assert not _maybe_constant(sp, (sp.exp(A) * (A - P)) / rev)
+    f = sp.Function("f_logsumexp")
+    assert not _maybe_constant(sp, f(P) * (P - A) / rev)
+    assert _maybe_constant(sp, 2 * f(P) / f(P))
+    assert not _maybe_constant(sp, S.Clamp(P - A, -1, 1) / (P - A))

@@ -229,6 +229,8 @@ def _token_full(sp, E, S, A) -> Optional[Derivation]:
     P = S.LOGP
     anchor = "ref" if A == S.REF else "teacher"
     for form, direction in ((sp.exp(P) * (P - A), "reverse"), (sp.exp(A) * (A - P), "forward")):
+        if not _maybe_constant(sp, V / form):
+            continue
         try:
             ratio = sp.simplify(V / form)
         except Exception:
@@ -259,6 +261,8 @@ def _derive_full(key, E, free, S) -> Derivation:
         rev = sp.exp(P) * (P - anchor_sym)
         fwd = sp.exp(anchor_sym) * (anchor_sym - P)
         for form, direction in ((rev, "reverse"), (fwd, "forward")):
+            if not _maybe_constant(sp, V / form):
+                continue
             ratio = sp.simplify(V / form)
             if ratio.is_number and ratio != 0:
                 grad = not (sp.diff(E, P) == 0)
@@ -277,6 +281,36 @@ def _derive_full(key, E, free, S) -> Derivation:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def _maybe_constant(sp, expr) -> bool:
+    """A cheap numerical test before ``simplify``: an expression that takes two different values at two
+    points of its symbols is certainly not a constant (simplify costs tens of milliseconds)."""
+    from sympy.core.function import AppliedUndef
+
+    from . import symbolic as S
+
+    try:
+        expr = S.clamp_to_minmax(S.strip_stopgrad(expr))
+        # an application of a function the analysis cannot see into is an unknown value: a fresh
+        # symbol per distinct application (simplify cannot see into it either)
+        opaque = sorted((a for a in expr.atoms(sp.Function) if isinstance(a, (AppliedUndef, S.Unknown))), key=str)
+        if opaque:
+            expr = expr.xreplace({a: sp.Dummy(f"u{i}", real=True) for i, a in enumerate(opaque)})
+    except Exception:
+        return True
+    syms = sorted(expr.free_symbols, key=str)
+    if not syms:
+        return True
+    vals = []
+    for pt in ((0.37, -1.21, 0.83, -0.45), (-0.92, 0.58, -0.17, 1.34)):
+        try:
+            v = complex(expr.subs({s: pt[i % len(pt)] + 0.011 * i for i, s in enumerate(syms)}).evalf())
+        except Exception:
+            return True  # cannot tell numerically: let simplify decide
+        vals.append(v)
+    a, b = vals
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
 
 
 def _all_symbols(E):
