@@ -110,10 +110,17 @@ def _grad_of(e: Expr) -> Optional[bool]:
     return False if isinstance(e, Op) and e.op == "sg" else None
 
 
+_CONCRETE_MEMO: dict = {}
+
+
 def concretize(e: Expr, memo: Optional[dict] = None) -> Expr:
-    """Replace parameters, names, unresolved calls and model forwards by role leaves."""
+    """Replace parameters, names, unresolved calls and model forwards by role leaves.  The rewrite of a
+    node depends on the node alone, so by default one process-wide memo serves every function (linked
+    functions share their callees' subtrees)."""
     if memo is None:
-        memo = {}
+        if len(_CONCRETE_MEMO) > 400_000:
+            _CONCRETE_MEMO.clear()
+        memo = _CONCRETE_MEMO
 
     def fn(x: Expr) -> Optional[Expr]:
         if isinstance(x, Param):

@@ -127,10 +127,9 @@ def function_context(fs: FunctionSummary, values: List[Expr]) -> Tuple[str, ...]
 def function_terms(fs: FunctionSummary, resolver: Optional[DefaultResolver] = None,
                    budget_s: float = 2.0) -> List[M.KLTerm]:
     resolver = resolver or LocalDefaults()
-    memo: dict = {}
     evs: List[Tuple[Event, Expr]] = []
     for ev in _expand_returns(fs):
-        v = concretize(ev.value, memo)
+        v = concretize(ev.value)
         if has_logp(v):
             evs.append((ev, v))
     if not evs:
