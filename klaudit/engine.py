@@ -16,7 +16,6 @@ from .link.linker import Linker, relevant_functions
 from .config import Config
 from .discover import discover
 from .extract.context import module_name
-from .extract.module import extract
 from .extract.summary import ModuleSummary
 from .parse import parse_module
 from .rules.base import Project
@@ -78,12 +77,16 @@ def analyze_notebook(path: str, data: bytes, root: str) -> FileResult:
     else:  # pragma: no cover - every cell already blanked
         raise SourceError("no cell of the notebook parses")
     src = SourceText(path, nb.text, "\n", "utf-8", False)
+    from .extract.module import extract
+
     ms = extract(src, module_name(path, root), tree=tree)
     return FileResult(path, ms, error="; ".join(nb.errors) or None, suppressions=scan(nb.text), cells=nb.cells)
 
 
 def analyze_source(src: SourceText, root: str) -> FileResult:
     """Parse and extract decoded source (a file's, or the lines flake8 hands a plugin)."""
+    from .extract.module import extract  # libcst is imported only when a file needs parsing
+
     path = src.path
     try:
         tree = parse_module(src.text)

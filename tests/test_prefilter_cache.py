@@ -105,3 +105,24 @@ def test_cached_terms_follow_a_changed_config_default(tmp_path):
     rc3, out3 = _cli(["check", ".", "--output-format", "json", "--no-cache"], d)
     assert (rc2, out2) == (rc3, out3), "a warm run disagrees with a cold one after a config change"
     assert sorted(f["code"] for f in json.loads(out2)["findings"]) != codes1
+
+
+def test_imports_follow_the_work(tmp_path):
+    """A pre-commit run on a file with no KL word imports neither libcst nor sympy nor torch; a file
+    with a KL term needs libcst and sympy (cold cache); a warm cache needs no sympy."""
+    code = ("import sys\nfrom klaudit.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('libcst', 'sympy', 'torch') if m in sys.modules), file=sys.stderr)\n")
+    (tmp_path / "plain.py").write_text("def add(a, b):\n    return a + b\n")
+    (tmp_path / "kl.py").write_text("def loss_fn(logp, ref_logp, beta):\n"
+                                    "    return beta * (logp - ref_logp).mean()\n")
+
+    def loaded(*args):
+        p = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True)
+        return p.stderr.strip().splitlines()[-1]
+
+    assert loaded("check", "plain.py", "--no-cache") == "[]"
+    assert loaded("check", "kl.py", "--no-cache") == "['libcst', 'sympy']"
+    loaded("check", "kl.py")  # prime the cache
+    (tmp_path / "kl.py").write_text((tmp_path / "kl.py").read_text() + "\n# edited\n")
+    assert "sympy" not in loaded("check", "kl.py")
