@@ -164,6 +164,17 @@ def _split(e, sign, vias, conds, detached, agg, weights, names, comps, others, d
                     c.at = e.loc
             return
         if op == "add":
+            dead = [a for a in e.args if _dead_value(a)]
+            if dead and len(dead) < len(e.args):
+                # evaluating a summand raises (an option its helper does not accept), so the whole sum
+                # never exists: what is left is reported as unreachable, not as a live term
+                rest = tuple(a for a in e.args if not _dead_value(a))
+                n0 = len(comps)
+                live = rest[0] if len(rest) == 1 else Op("add", rest, e.loc)
+                _split(live, sign, vias, conds, detached, agg, weights, names, comps, others, d)
+                for c in comps[n0:]:
+                    c.dead = True
+                return
             # Arguments that are KL-shaped on their own (two log-prob roles) over the same tensors
             # form one estimator (k3 = exp(-l) + l - 1, a straight-through b - sg(b) + sg(v)); over
             # different tensors they are different terms (a PPO surrogate plus a KL).  Arguments
@@ -370,6 +381,21 @@ def _kind_of(e: Expr, names: Tuple[str, ...]) -> str:
                 return "reward"
     # (the names the KL value itself carries say nothing about what it is added to)
     return "other"
+
+
+def _dead_value(e: Expr) -> bool:
+    """A value whose evaluation raises: a ``Dead``, detached, named, scaled or reached through a call."""
+    while True:
+        if isinstance(e, ir.Dead):
+            return True
+        if isinstance(e, Via):
+            e = e.expr
+        elif isinstance(e, Op) and e.op in ("sg", "named", "at"):
+            e = e.args[-1]
+        elif isinstance(e, Op) and e.op == "mul" and sum(1 for x in e.args if not isinstance(x, Const)) == 1:
+            e = next(x for x in e.args if not isinstance(x, Const))
+        else:
+            return False
 
 
 def _all_dead(e: Expr) -> bool:

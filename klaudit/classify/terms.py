@@ -313,7 +313,7 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         rec["placement"] = new_pl
         rec["assigns"].add(o.ai)
         rec["occs"].append(o)
-        if not ir.has_dead(c.core):
+        if not (c.dead or ir.has_dead(c.core)):
             rec["dead_all"] = False
     default_set, flipped = _default_assigns(acc, assigns, klist, defaults, cands, kl_by_assign)
     variants = []
