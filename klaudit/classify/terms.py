@@ -334,6 +334,11 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
             # a bare log-ratio that goes nowhere we can see (a DPO implicit reward, a helper's
             # intermediate): not reported
             is_kl = False
+        if not is_kl and d.kind == "none" and _underived(d) and {ir.POLICY} <= roles_in(c.core) and \
+                roles_in(c.core) & {ir.REF, ir.TEACHER}:
+            # the derivation ran out of its budget (or the expression is too large): the policy and
+            # reference log-probs say it may be a KL term; listed as unknown with the note, never judged
+            is_kl = True
         if not is_kl:
             continue
         in_default = rec["assigns"] & default_set
@@ -385,6 +390,8 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
             f"{k.label()} switched on" for k in flipped))
     if main["rec"]["dead_all"]:
         notes.append("unreachable: every option that reaches this expression raises first")
+    if _underived(main["d"]):
+        notes.append(main["d"].note)
     via = tuple(f"{v.callee}@{v.loc.path}:{v.loc.line}" for v in c.vias if v.loc is not None)
     main_pl = main["pl"]
     return M.KLTerm(
@@ -396,6 +403,10 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         aggregation="aggregated" if c.aggregated else "per-token", reachable=not main["rec"]["dead_all"],
         notes=tuple(notes), kl_name=any(vocab.is_kl_name(n) for n in c.names), context=fctx,
     )
+
+
+def _underived(d) -> bool:
+    return "budget" in d.note or "too large" in d.note
 
 
 def _has_mask(e: Expr) -> bool:
