@@ -1,10 +1,12 @@
 """Which files a run lints: Python files and notebooks under the given paths, minus exclusions.
 
 Directory symlinks are not followed (no loops); a path that cannot be listed or does not exist is an
-error for that path, and the walk goes on.
+error for that path, and the walk goes on.  A file whose name is not valid UTF-8 is an error too (shown
+with U+FFFD in place of the bad bytes): every report format writes UTF-8.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 from typing import Iterable, List, Tuple
@@ -27,6 +29,27 @@ def _excluded(path: str, patterns: Iterable[str], root: str) -> bool:
     return False
 
 
+def _link_error(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+    return "broken symbolic link"
+
+
+def _valid_name(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes, kept by the OS as surrogate escapes
+        return False
+
+
+def _shown(path: str) -> str:
+    return path if _valid_name(path) else os.fsencode(path).decode("utf-8", "replace")
+
+
 def discover(paths: Iterable[str], exclude: Iterable[str] = (), root: str = ".",
              with_configs: bool = True) -> Tuple[List[str], List[str], List[FileError]]:
     """(source files, config files, errors), each list sorted and without duplicates."""
@@ -47,9 +70,14 @@ def discover(paths: Iterable[str], exclude: Iterable[str] = (), root: str = ".",
         if os.path.isdir(given):
             _walk(given, exclude, root, sources, configs, errors, add, with_configs)
         elif os.path.islink(given) and not os.path.exists(given):
-            errors.append(FileError(given, "broken symbolic link"))
+            errors.append(FileError(given, _link_error(given)))
         else:
             add(sources, given)  # an explicitly named file is always linted
+    bad = [p for p in sources if not _valid_name(p)]
+    errors.extend(FileError(p, "file name is not valid UTF-8 (rename the file to lint it)") for p in bad)
+    sources = [p for p in sources if _valid_name(p)]
+    configs = [p for p in configs if _valid_name(p)]
+    errors = [FileError(_shown(e.path), e.message) for e in errors]
     return sorted(sources), sorted(configs), errors
 
 
@@ -73,7 +101,7 @@ def _walk(top, exclude, root, sources, configs, errors, add, with_configs):
                 continue
             if f.endswith(SOURCE_SUFFIXES):
                 if os.path.islink(full) and not os.path.exists(full):
-                    errors.append(FileError(full, "broken symbolic link"))
+                    errors.append(FileError(full, _link_error(full)))
                     continue
                 add(sources, full)
             elif with_configs and f.endswith(CONFIG_SUFFIXES):

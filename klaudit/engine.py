@@ -318,20 +318,41 @@ class _Job:
     budget: float
 
 
+BUDGET_ERROR = "analysis exceeded the per-file budget of {:g}s (raise `file-budget`)"
+DIED_ERROR = "the worker process analysing this file died (a crash or out of memory)"
+
+
 def _analyze_job(job: _Job) -> FileResult:
-    """One file, in a worker: the per-file wall-clock budget is enforced here."""
+    """One file, in a worker: the per-file wall-clock budget is enforced here.  The budget's
+    exception can surface anywhere in the analysis, where a handler may already have turned it into
+    another error: that the timer fired is what decides."""
     from .derive.budget import Budget, BudgetExceeded
 
+    class FileBudget(Budget):
+        fired = False
+
+        def _handler(self, signum, frame):
+            self.fired = True
+            raise BudgetExceeded()
+
+    budget = FileBudget(job.budget)
     try:
-        with Budget(job.budget):
-            return analyze_file(job.path, job.root, job.max_bytes, prefilter=False)
+        with budget:
+            r = analyze_file(job.path, job.root, job.max_bytes, prefilter=False)
     except BudgetExceeded:
-        return FileResult(job.path, error=f"analysis exceeded the per-file budget of {job.budget:g}s "
-                                          "(raise `file-budget`)")
+        budget.fired = True
+    if budget.fired:
+        return FileResult(job.path, error=BUDGET_ERROR.format(job.budget))
+    return r
 
 
 def _worker_died(job: _Job) -> FileResult:
-    return FileResult(job.path, error="the worker process analysing this file died (a crash or out of memory)")
+    return FileResult(job.path, error=DIED_ERROR)
+
+
+def _transient(error: Optional[str]) -> bool:
+    """Errors not to cache: they depend on the machine, the load or the budget, not on the file."""
+    return bool(error) and (error == DIED_ERROR or "per-file budget" in error)
 
 
 def _read_for_stage(path: str, max_bytes: int):
@@ -388,7 +409,7 @@ def analyze_files(files: Sequence[str], cfg: Config, prefilter: bool, jobs: int,
         jobs_list = [_Job(p, cfg.root, cfg.max_file_size, cfg.file_budget) for p in paths]
         for p, r in zip(paths, map_items(_analyze_job, jobs_list, jobs, _worker_died)):
             results[p] = r
-            if cache is not None and not (r.error and "died" in r.error):
+            if cache is not None and not _transient(r.error):
                 cache.put_pickle("file", keys[p], r)
 
     run_batch(todo)
@@ -455,7 +476,7 @@ def run(paths: Sequence[str], cfg: Config, prefilter: bool = True, jobs: Optiona
     terms.sort(key=lambda t: (t.loc.path, t.loc.line, t.loc.col))
     report.terms = terms
     report.errors.sort(key=lambda e: (e.path, e.message))
-    if cache is not None and run_key is not None:
+    if cache is not None and run_key is not None and not any(_transient(e.message) for e in report.errors):
         cache.put_pickle("run", run_key, report)
     return report
 
@@ -477,4 +498,4 @@ def _run_key(files, keys, errs, configs: Sequence[str], cfg: Config, prefilter: 
             h.update(f"{c}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogatepass"))
         except OSError:
             h.update(c.encode("utf-8", "surrogatepass"))
-    return ckey("run", h.hexdigest(), cfg.key(), prefilter)
+    return ckey("run", h.hexdigest(), cfg.key(), prefilter, cfg.file_budget)

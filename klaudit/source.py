@@ -56,7 +56,10 @@ def decode(path: str, data: bytes) -> SourceText:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as e:
-        raise SourceError(f"bad encoding declaration: {e.msg if hasattr(e, 'msg') else e}") from None
+        msg = str(e.msg if hasattr(e, "msg") else e)
+        if not msg.startswith("invalid or missing"):
+            raise SourceError(f"bad encoding declaration: {msg}") from None
+        encoding = "utf-8"  # no declaration and the first lines are not UTF-8: the decode error says where
     had_bom = data.startswith(b"\xef\xbb\xbf")
     try:
         text = data.decode("utf-8-sig" if encoding == "utf-8-sig" else encoding)

@@ -10,8 +10,9 @@ import signal
 import threading
 
 
-class BudgetExceeded(Exception):
-    pass
+class BudgetExceeded(BaseException):
+    """Raised by the timer.  A BaseException, so that the ``except Exception`` blocks inside sympy
+    (and anywhere else) cannot swallow it and let the work run on without a budget."""
 
 
 class Budget:

@@ -103,7 +103,7 @@ def derive(core: ir.Expr, budget_s: float = 2.0) -> Derivation:
         except (RecursionError, MemoryError):
             d = Derivation(key, "none", "unknown", note="derivation too deep")
     _MEMO[key] = d
-    if _DISK is not None:
+    if _DISK is not None and "budget" not in d.note:  # a larger budget later must try again
         _DISK.put(key, d.to_dict())
     return d
 
