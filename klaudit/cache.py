@@ -34,48 +34,66 @@ def key(*parts: Any) -> str:
     return h.hexdigest()
 
 
+_FIELDS: dict = {}
+_SCALARS = (bool, int, float, str, bytes, type(None))
+
+
+def _field_names(t) -> tuple:
+    names = _FIELDS.get(t)
+    if names is None:
+        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(t))
+    return names
+
+
 def stable_digest(obj: Any, memo: Optional[dict] = None) -> str:
     """A digest of a value's content, independent of how its parts are shared in memory and of the
     process's hash seed (pickle bytes depend on both): dataclasses, tuples, lists, dicts, sets and
     scalars, memoised by identity for dataclass nodes (expression DAGs share subtrees)."""
     if memo is None:
         memo = {}
-    out = hashlib.blake2b(digest_size=16)
+    blake = hashlib.blake2b
 
     def enc(x) -> bytes:
-        if x is None or isinstance(x, (bool, int, float, str, bytes)):
-            return f"{type(x).__name__}:{x!r}".encode("utf-8", "surrogatepass")
-        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        t = type(x)
+        if t in _SCALARS:
+            return f"{t.__name__}:{x!r}".encode("utf-8", "surrogatepass")
+        if t is tuple or t is list:
+            h = blake(b"(" if t is tuple else b"[", digest_size=16)
+            for y in x:
+                h.update(enc(y))
+            return h.digest()
+        if hasattr(t, "__dataclass_fields__"):
             hit = memo.get(id(x))
             if hit is not None and hit[0] is x:
                 return hit[1]
-            h = hashlib.blake2b(type(x).__qualname__.encode(), digest_size=16)
-            for f in dataclasses.fields(x):
+            h = blake(t.__qualname__.encode(), digest_size=16)
+            for name in _field_names(t):
                 h.update(b"|")
-                h.update(enc(getattr(x, f.name)))
+                h.update(enc(getattr(x, name)))
             d = h.digest()
             memo[id(x)] = (x, d)
             return d
+        if isinstance(x, _SCALARS):  # subclasses (enums of str, ...)
+            return f"{t.__qualname__}:{x!r}".encode("utf-8", "surrogatepass")
         if isinstance(x, (tuple, list)):
-            h = hashlib.blake2b(b"(" if isinstance(x, tuple) else b"[", digest_size=16)
+            h = blake(b"(", digest_size=16)
             for y in x:
                 h.update(enc(y))
             return h.digest()
         if isinstance(x, dict):
-            h = hashlib.blake2b(b"{", digest_size=16)
+            h = blake(b"{", digest_size=16)
             for k, v in sorted(((enc(k), enc(v)) for k, v in x.items())):
                 h.update(k)
                 h.update(v)
             return h.digest()
         if isinstance(x, (set, frozenset)):
-            h = hashlib.blake2b(b"s", digest_size=16)
+            h = blake(b"s", digest_size=16)
             for y in sorted(enc(y) for y in x):
                 h.update(y)
             return h.digest()
-        return f"{type(x).__qualname__}:{x!r}".encode("utf-8", "surrogatepass")
+        return f"{t.__qualname__}:{x!r}".encode("utf-8", "surrogatepass")
 
-    out.update(enc(obj))
-    return out.hexdigest()
+    return blake(enc(obj), digest_size=16).hexdigest()
 
 
 _CODE = None
