@@ -35,6 +35,14 @@ class FileResult:
     suppressions: Dict[int, Suppression] = field(default_factory=dict)
     cells: Optional[CellMap] = None  # notebooks: virtual line -> (cell, line in cell)
     content_key: str = ""  # the cache key of the file's bytes (set by the driver)
+    refs: Optional[frozenset] = None  # modules this file's KL-relevant code calls into (prefilter stage two)
+
+    def referenced(self) -> frozenset:
+        if self.refs is None:
+            from . import prefilter as PF
+
+            self.refs = frozenset(PF.referenced_modules([self.summary])) if self.summary is not None else frozenset()
+        return self.refs
 
 
 def analyze_file(path: str, root: str, max_bytes: int, prefilter: bool = True) -> FileResult:
@@ -91,7 +99,9 @@ def analyze_source(src: SourceText, root: str) -> FileResult:
     try:
         tree = parse_module(src.text)
         ms = extract(src, module_name(path, root), is_package=os.path.basename(path) == "__init__.py", tree=tree)
-        return FileResult(path, ms, suppressions=scan(src.text))
+        r = FileResult(path, ms, suppressions=scan(src.text))
+        r.referenced()  # computed in the worker and cached with the result
+        return r
     except SourceError as e:
         return FileResult(path, error=str(e))
     except RecursionError:
@@ -418,7 +428,7 @@ def analyze_files(files: Sequence[str], cfg: Config, prefilter: bool, jobs: int,
     for _ in range(3):
         if not deferred:
             break
-        mods = PF.referenced_modules(r.summary for r in results.values() if r.summary is not None) - seen_mods
+        mods = set().union(*(r.referenced() for r in results.values() if r.summary is not None)) - seen_mods
         seen_mods |= mods
         module_of = {p: module_name(p, cfg.root) for p in deferred}
         wanted = set(PF.files_for_modules(mods, module_of))
