@@ -11,6 +11,7 @@ substitutes the callee's summary; ``Choice`` holds one value per option of a str
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Tuple
 
@@ -539,3 +540,20 @@ def choice_keys(e: Expr) -> Tuple[OptionKey, ...]:
 def clear_memos() -> None:
     _LEAF_MEMO.clear()
     _CHOICE_KEYS_MEMO.clear()
+
+
+def _fast_pickle(cls) -> None:
+    """Pickle a frozen slotted dataclass as ``cls(*fields)``: the default state protocol of such
+    classes looks the fields up again for every object, which made loading cached summaries slow."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def __reduce__(self):
+        return (cls, tuple([getattr(self, n) for n in names]))
+
+    cls.__reduce__ = __reduce__
+
+
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and dataclasses.is_dataclass(_cls) and getattr(_cls, "__slots__", None) is not None \
+            and _cls.__module__ == __name__ and _cls.__dataclass_params__.frozen:
+        _fast_pickle(_cls)

@@ -129,6 +129,21 @@ def is_config_root(name: str) -> bool:
 
 
 # The prefilter: a file can hold a KL term only if it names log-probs, a KL, or a divergence helper.
-PREFILTER = re.compile(
-    rb"(?i)kl|log_?p|log_?prob|logprob|log_softmax|logsoftmax|logits|divergence|log_likelihood|loglik"
+_PREFILTER_LOW = re.compile(
+    rb"kl|log_?p|log_?prob|logprob|log_softmax|logsoftmax|logits|divergence|log_likelihood|loglik"
 )
+
+
+class _Prefilter:
+    """``PREFILTER.search(data)``: does a file mention any KL-like word (case-insensitive)?  Matched on
+    the lower-cased bytes behind substring tests, several times faster than a ``(?i)`` pattern."""
+
+    @staticmethod
+    def search(data: bytes):
+        low = data.lower()
+        if b"kl" not in low and b"log" not in low and b"divergence" not in low:
+            return None
+        return _PREFILTER_LOW.search(low)
+
+
+PREFILTER = _Prefilter()

@@ -126,3 +126,15 @@ def test_imports_follow_the_work(tmp_path):
     loaded("check", "kl.py")  # prime the cache
     (tmp_path / "kl.py").write_text((tmp_path / "kl.py").read_text() + "\n# edited\n")
     assert "sympy" not in loaded("check", "kl.py")
+
+
+def test_prefilter_is_case_insensitive():
+    from klaudit import prefilter
+    from klaudit.vocabulary import PREFILTER
+
+    assert prefilter.candidate(b"x = compute_KL(a, b)\n")
+    assert prefilter.candidate(b"loss = Divergence()(p, q)\n")
+    assert prefilter.candidate(b"d = policy_LogProbs - REF_LogProbs\n")
+    assert not prefilter.candidate(b"d = policy_LogProbs - other\n")
+    assert not prefilter.candidate(b"buckle = 1\n")  # "kl" inside a word is not a KL
+    assert PREFILTER.search(b"LOG_SOFTMAX") and PREFILTER.search(b"Klass") and not PREFILTER.search(b"import os")
