@@ -23,7 +23,7 @@ from .rules.registry import RULES
 from .notebook import CellMap, is_notebook, remap_findings
 from .source import SourceError, SourceText, decode, read_bytes
 from .suppress import Suppression, is_suppressed, scan
-from .vocabulary import PREFILTER
+from .vocabulary import mentions_kl_words
 
 
 @dataclass
@@ -49,7 +49,7 @@ def analyze_file(path: str, root: str, max_bytes: int, prefilter: bool = True) -
     """Read, prefilter, parse and extract one file.  Never raises."""
     try:
         data = read_bytes(path, max_bytes)
-        if prefilter and not PREFILTER.search(data):
+        if prefilter and not mentions_kl_words(data):
             return FileResult(path, skipped=True)
         if is_notebook(path):
             return analyze_notebook(path, data, root)
@@ -99,9 +99,7 @@ def analyze_source(src: SourceText, root: str) -> FileResult:
     try:
         tree = parse_module(src.text)
         ms = extract(src, module_name(path, root), is_package=os.path.basename(path) == "__init__.py", tree=tree)
-        r = FileResult(path, ms, suppressions=scan(src.text))
-        r.referenced()  # computed in the worker and cached with the result
-        return r
+        return FileResult(path, ms, suppressions=scan(src.text))
     except SourceError as e:
         return FileResult(path, error=str(e))
     except RecursionError:
@@ -353,6 +351,7 @@ def _analyze_job(job: _Job) -> FileResult:
         budget.fired = True
     if budget.fired:
         return FileResult(job.path, error=BUDGET_ERROR.format(job.budget))
+    r.referenced()  # in the worker, and cached with the result
     return r
 
 

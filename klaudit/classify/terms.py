@@ -334,7 +334,7 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
             # a bare log-ratio that goes nowhere we can see (a DPO implicit reward, a helper's
             # intermediate): not reported
             is_kl = False
-        if not is_kl and d.kind == "none" and _underived(d) and {ir.POLICY} <= roles_in(c.core) and \
+        if not is_kl and d.underived and {ir.POLICY} <= roles_in(c.core) and \
                 roles_in(c.core) & {ir.REF, ir.TEACHER}:
             # the derivation ran out of its budget (or the expression is too large): the policy and
             # reference log-probs say it may be a KL term; listed as unknown with the note, never judged
@@ -390,7 +390,7 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
             f"{k.label()} switched on" for k in flipped))
     if main["rec"]["dead_all"]:
         notes.append("unreachable: every option that reaches this expression raises first")
-    if _underived(main["d"]):
+    if main["d"].underived:
         notes.append(main["d"].note)
     via = tuple(f"{v.callee}@{v.loc.path}:{v.loc.line}" for v in c.vias if v.loc is not None)
     main_pl = main["pl"]
@@ -403,10 +403,6 @@ def _build_term(fs, acc: _TermAcc, assigns, klist, defaults, cands, kl_by_assign
         aggregation="aggregated" if c.aggregated else "per-token", reachable=not main["rec"]["dead_all"],
         notes=tuple(notes), kl_name=any(vocab.is_kl_name(n) for n in c.names), context=fctx,
     )
-
-
-def _underived(d) -> bool:
-    return "budget" in d.note or "too large" in d.note
 
 
 def _has_mask(e: Expr) -> bool:

@@ -55,6 +55,7 @@ class Derivation:
     has_clamp: bool = False
     verified: bool = False  # the template fit was confirmed symbolically
     note: str = ""
+    underived: bool = False  # too large, too deep or out of budget: nothing is known about it
     derivative: str = ""  # dE/dlogp as text
 
     def loss_principled(self) -> bool:
@@ -92,18 +93,21 @@ def derive(core: ir.Expr, budget_s: float = 2.0) -> Derivation:
                 return d
             except TypeError:
                 pass
+    timed_out = False
     if ir.size(core, MAX_NODES + 1) > MAX_NODES:
-        d = Derivation(key, "none", "unknown", note="expression too large to derive")
+        d = Derivation(key, "none", "unknown", note="expression too large to derive", underived=True)
     else:
         try:
             with Budget(budget_s):
                 d = _derive(key, core)
         except BudgetExceeded:
-            d = Derivation(key, "none", "unknown", note=f"derivation exceeded its {budget_s:g}s budget")
+            timed_out = True
+            d = Derivation(key, "none", "unknown", note=f"derivation exceeded its {budget_s:g}s budget",
+                           underived=True)
         except (RecursionError, MemoryError):
-            d = Derivation(key, "none", "unknown", note="derivation too deep")
+            d = Derivation(key, "none", "unknown", note="derivation too deep", underived=True)
     _MEMO[key] = d
-    if _DISK is not None and "budget" not in d.note:  # a larger budget later must try again
+    if _DISK is not None and not timed_out:  # a larger budget later must try again
         _DISK.put(key, d.to_dict())
     return d
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .. import ir
 from ..model import AS_LOSS, KLTerm
 from .base import Hit, Project, penalises_reference
 from .helpers_text import ctx as _ctx
@@ -23,8 +24,6 @@ def _runtime_bound_coefficient(t: KLTerm) -> str:
 
 def _live_runtime_clamp(e) -> bool:
     """A clamp with a bound that is not a number, on the gradient path (not under a detach)."""
-    from .. import ir
-
     stack = [e]
     while stack:
         x = stack.pop()
